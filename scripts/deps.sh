@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config git ca-certificates curl
       libuv1-dev libsecp256k1-dev librocksdb-dev libprotobuf-c-dev protobuf-c-compiler
-      check libsubunit-dev libssl-dev libhttp-parser-dev libjansson-dev)
+      check libsubunit-dev libssl-dev libhttp-parser-dev libjansson-dev jq)
 
 missing=()
 for p in "${PKGS[@]}"; do
