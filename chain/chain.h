@@ -37,7 +37,7 @@ extern "C" {
 #define CHAIN_SECKEY_LEN 32
 #define CHAIN_SIG_LEN 64           /* BIP340 Schnorr signature */
 #define CHAIN_ID_LEN_MAX 32        /* chain id: [a-z0-9-], 1..32 chars */
-#define CHAIN_CODE_LEN_MAX 32      /* a scope or purpose code */
+#define CHAIN_CODE_LEN_MAX 72      /* a scope or purpose code; "dataset:<64 hex>" is 72 */
 #define CHAIN_SCOPES_MAX 16
 #define CHAIN_PURPOSES_MAX 8
 #define CHAIN_NAME_LEN_MAX 64      /* institution name */
