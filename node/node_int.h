@@ -1,0 +1,175 @@
+/* node_int.h — node-internal interfaces shared by the files of node/.
+ *
+ * Not part of the public interface (that is node.h): the mempool and the map
+ * of recent rejections (mempool.c), the HTTP/1.1 server (http.c), the API
+ * routes (api.c), metrics (metrics.c), the block producer (producer.c) and
+ * the node context itself (node.c). Names carry the double prefix node__.
+ */
+#ifndef CONSENT_NODE_INT_H
+#define CONSENT_NODE_INT_H
+
+#include <stdint.h>
+
+#include "consensus/cons.h"
+#include "node/node.h"
+
+/* ------------------------------------------------------------------ mempool */
+/* A pending transaction. Entries form one FIFO (admission order, which is
+ * also ascending nonce order per signer) and hang in a hash table by tx hash. */
+typedef struct node__mp_entry {
+    chain_hash hash;
+    chain_pubkey signer;
+    uint64_t nonce;
+    int sig_checked;                 /* signature verified at admission */
+    size_t len;
+    uint8_t *tx;
+    struct node__mp_entry *prev, *next;
+    struct node__mp_entry *hnext;
+} node__mp_entry;
+
+typedef struct node__mempool node__mempool;
+
+node__mempool *node__mempool_create(uint32_t max);
+void node__mempool_destroy(node__mempool *mp);
+/* Copies tx in. NODE_EDUP if the hash is pending, NODE_EFULL at capacity,
+ * CHAIN_ENONCE if nonce is not above the signer's highest pending nonce. */
+int node__mempool_add(node__mempool *mp, const chain_hash *hash, const chain_pubkey *signer,
+                      uint64_t nonce, const uint8_t *tx, size_t len, int sig_checked);
+const node__mp_entry *node__mempool_find(const node__mempool *mp, const chain_hash *hash);
+/* Removes the entry with this hash; 1 if it was there, else 0. */
+int node__mempool_remove(node__mempool *mp, const chain_hash *hash);
+/* Highest pending nonce of signer, or 0 if it has nothing pending. */
+uint64_t node__mempool_signer_nonce(const node__mempool *mp, const chain_pubkey *signer);
+uint32_t node__mempool_size(const node__mempool *mp);
+uint32_t node__mempool_max(const node__mempool *mp);
+/* Oldest entry and the one after e (NULL at the end). */
+const node__mp_entry *node__mempool_first(const node__mempool *mp);
+const node__mp_entry *node__mempool_next(const node__mp_entry *e);
+
+/* Recent rejections: a bounded ring (oldest forgotten first) with a hash
+ * index, so GET /v1/txs/{hash} can say why a transaction was refused. */
+#define NODE_REASON_MAX 96
+typedef struct node__rejects node__rejects;
+node__rejects *node__rejects_create(uint32_t max);
+void node__rejects_destroy(node__rejects *rj);
+void node__rejects_add(node__rejects *rj, const chain_hash *hash, const char *reason);
+/* Copies the reason (NODE_REASON_MAX bytes) and returns 1 if hash was rejected. */
+int node__rejects_find(const node__rejects *rj, char *reason, const chain_hash *hash);
+
+/* ------------------------------------------------------------------ metrics */
+#define NODE_HTTP_STATUS_MIN 100
+#define NODE_HTTP_STATUS_MAX 599
+typedef struct {
+    uint64_t txs_admitted;
+    uint64_t txs_committed;
+    uint64_t txs_rejected;
+    uint64_t blocks_committed;
+    uint64_t blocks_proposed;
+    uint64_t http_status[NODE_HTTP_STATUS_MAX - NODE_HTTP_STATUS_MIN + 1];
+    uint64_t http_conns_refused;
+    uint64_t apply_count;            /* block apply latency, a histogram */
+    double apply_sum_s;
+    uint64_t apply_buckets[8];
+    uint64_t persist_count;
+} node__metrics;
+
+void node__metrics_http(node__metrics *m, int status);
+void node__metrics_apply(node__metrics *m, double seconds);
+/* Renders Prometheus text into a malloc'd buffer; NULL on no memory. */
+char *node__metrics_render(const node *n, const node__metrics *m, size_t *len_out);
+
+/* ------------------------------------------------------------------ http */
+typedef struct {
+    int method;                      /* enum http_method */
+    const char *path;                /* NUL-terminated, without the query */
+    const char *query;               /* NUL-terminated, "" if none */
+    const char *content_type;        /* lower case, parameters cut; "" if none */
+    const char *accept;              /* lower case; "" if none */
+    const uint8_t *body;
+    size_t body_len;
+} node__http_req;
+
+typedef struct {
+    int status;
+    const char *content_type;        /* static string */
+    char *body;                      /* malloc'd; the server frees it */
+    size_t body_len;
+    int stream;                      /* keep the connection as an event stream */
+} node__http_resp;
+
+typedef struct {
+    void *arg;
+    /* Answers one complete request; must set resp->status and a body. */
+    void (*handle)(void *arg, node__http_resp *resp, const node__http_req *req);
+    /* Largest body accepted for this request line (before it is read). */
+    size_t (*body_max)(void *arg, int method, const char *path);
+} node__http_handler;
+
+typedef struct node__http node__http;
+
+int node__http_create(node__http **out, uv_loop_t *loop, const node_logger *lg,
+                      node__metrics *metrics, const node__http_handler *h, const char *listen);
+int node__http_port(const node__http *s);
+/* Closes the listener and every connection; `done` runs when all are closed,
+ * after which node__http_destroy frees the server. */
+void node__http_close(node__http *s, void (*done)(void *arg), void *arg);
+void node__http_destroy(node__http *s);
+/* Sends one event (a line of JSON) to every stream; slow streams are cut. */
+void node__http_stream_push(node__http *s, const char *line, size_t len);
+uint32_t node__http_streams(const node__http *s);
+uint32_t node__http_conns(const node__http *s);
+
+/* Builds a {"error": reason} response. */
+void node__http_error(node__http_resp *resp, int status, const char *reason);
+
+/* ------------------------------------------------------------------ api */
+void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *req);
+size_t node__api_body_max(void *arg, int method, const char *path);
+
+/* ------------------------------------------------------------------ node */
+/* Admission of one encoded transaction (client or gossip). On success
+ * *hash gets its id. On refusal, returns the error and reason (NODE_REASON_MAX
+ * bytes) says why; *status gets the HTTP status that fits. */
+int node__submit_tx(node *n, chain_hash *hash, char *reason, int *status, const uint8_t *tx,
+                    size_t len, int from_peer);
+
+typedef struct {
+    uint64_t height;
+    chain_hash tip;
+    uint64_t view;
+    uint32_t primary;
+    int is_validator;
+    uint64_t view_changes;
+    uint64_t dropped;
+} node__status;
+void node__get_status(const node *n, node__status *out);
+node__mempool *node__get_mempool(const node *n);
+node__rejects *node__get_rejects(const node *n);
+node__metrics *node__get_metrics(node *n);
+node__http *node__get_http(const node *n);
+size_t node__peers(const node *n, uint32_t *out, size_t max);
+uint64_t node__now_s(void);
+uint64_t node__now_ms(void);
+
+/* ------------------------------------------------------------------ producer */
+/* The block producer: when this validator is the primary and nothing of ours
+ * is in flight, builds a block from the mempool and proposes it. */
+typedef struct node__producer node__producer;
+int node__producer_create(node__producer **out, node *n, uv_loop_t *loop, uint32_t interval_ms,
+                          uint32_t txs_max);
+void node__producer_start(node__producer *p);
+/* Builds now if enough transactions wait (called after admissions). */
+void node__producer_poke(node__producer *p);
+void node__producer_close(node__producer *p, void (*done)(void *arg), void *arg);
+void node__producer_destroy(node__producer *p);
+
+/* Executed block cache: producer and validation keep the overlay so a COMMIT
+ * does not re-execute the block. Takes ownership of ex. */
+void node__exec_keep(node *n, uint64_t seq, const chain_hash *digest, chain_exec *ex);
+/* Runs the replica's propose and its actions. */
+int node__propose(node *n, const uint8_t *block, size_t len, const chain_hash *digest);
+/* Block time for the next block: wall clock, never before the tip's. */
+uint64_t node__block_time_ms(const node *n);
+int node__is_primary_idle(const node *n);   /* primary with nothing in flight */
+
+#endif
