@@ -1,0 +1,199 @@
+/* wallet.h — the public interface of the wallet module.
+ *
+ * wallet/ is the client side of consent-ledger: it builds and signs
+ * transactions with chain/ (codec, keys, key store), talks to a node over a
+ * small blocking HTTP/1.1 client, parses what users type (times, code lists,
+ * keys, options), and writes the files of a local test network. It never
+ * links node/. The programs consent-wallet and consentctl are thin shells
+ * over these functions.
+ *
+ * Conventions as in chain/chain.h: context first, then outputs, then inputs;
+ * 0 or a negative error code (CHAIN_E* or WALLET_E*); wallet_strerror()
+ * knows both. Functions that can fail for a reason worth showing the user
+ * take an `err` buffer (WALLET_ERR_LEN bytes) and write one line into it.
+ */
+#ifndef CONSENT_WALLET_H
+#define CONSENT_WALLET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "chain/chain.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ limits */
+#define WALLET_ERR_LEN 256
+#define WALLET_PASSPHRASE_MAX 1024          /* bytes, without the terminator */
+#define WALLET_HTTP_HEADERS_MAX (64 * 1024) /* status line + headers */
+#define WALLET_HTTP_BODY_MAX (64u * 1024 * 1024) /* a block with hex txs fits */
+#define WALLET_HTTP_TIMEOUT_MS 10000        /* connect, and each read/write */
+#define WALLET_URL_LEN_MAX 512
+#define WALLET_PATH_LEN_MAX 2048             /* request target */
+#define WALLET_ARGS_POS_MAX 8                /* positional arguments */
+#define WALLET_ARGS_OPTS_MAX 32              /* options in one spec */
+#define WALLET_TESTNET_VALIDATORS_MAX CHAIN_VALIDATORS_MAX
+#define WALLET_TESTNET_INSTITUTIONS_MAX 64
+
+/* ------------------------------------------------------------------ errors */
+enum {
+    WALLET_ENET = -100,      /* cannot reach the node */
+    WALLET_EHTTP = -101,     /* malformed or truncated HTTP response */
+    WALLET_ETOOBIG = -102,   /* response over WALLET_HTTP_BODY_MAX / headers max */
+    WALLET_ESTATUS = -103,   /* the node answered 4xx/5xx (err has its reason) */
+    WALLET_EJSON = -104,     /* the node's JSON is not what the API promises */
+    WALLET_ETIMEOUT = -105,
+    WALLET_EREJECTED = -106, /* the transaction was rejected (err has why) */
+    WALLET_EUSAGE = -107,    /* bad command line */
+};
+const char *wallet_strerror(int err);
+
+/* ------------------------------------------------------------------ parsing */
+/* Times: unix seconds ("1795000000"), a date ("2026-01-31", midnight UTC) or
+ * RFC 3339 in UTC ("2026-01-31T12:00:00Z", optional fraction, "+00:00"
+ * accepted). Anything else, an impossible date or a time before 1970 is
+ * CHAIN_EINVAL. */
+int wallet_parse_time(uint64_t *out, const char *s) CHAIN_WUR;
+/* A decimal uint64 with no sign, spaces or overflow; CHAIN_EINVAL else. */
+int wallet_parse_u64(uint64_t *out, const char *s) CHAIN_WUR;
+/* A 64-hex-digit key or hash (upper case accepted). CHAIN_EINVAL else. */
+int wallet_parse_pubkey(chain_pubkey *out, const char *s) CHAIN_WUR;
+int wallet_parse_hash(chain_hash *out, const char *s) CHAIN_WUR;
+/* A comma-separated list of codes, each accepted by valid() (e.g.
+ * chain_scope_valid), no empties or duplicates, at most max. On error err
+ * names the bad item. */
+int wallet_parse_codes(chain_code *out, uint32_t *n_out, uint32_t max, const char *csv,
+                       int (*valid)(const char *), char *err) CHAIN_WUR;
+
+/* A tiny long-option parser: "--name value", "--name=value", "--flag",
+ * "-h" as "--help", "--" ends options; other words are positionals. Unknown
+ * options, a missing value, a value given to a flag and repeated options are
+ * WALLET_EUSAGE with a reason in err. */
+typedef struct {
+    const char *name;   /* without the dashes */
+    int has_arg;
+} wallet_opt_spec;
+
+typedef struct {
+    const char *val[WALLET_ARGS_OPTS_MAX];   /* value, or "" for a flag; NULL if absent */
+    const char *pos[WALLET_ARGS_POS_MAX];
+    int n_pos;
+} wallet_args;
+
+int wallet_args_parse(wallet_args *out, char *err, const wallet_opt_spec *spec, size_t n_spec,
+                      int argc, char *const *argv) CHAIN_WUR;
+/* The value of option `name`, or NULL if absent (or not in spec). */
+const char *wallet_args_get(const wallet_args *a, const wallet_opt_spec *spec, size_t n_spec,
+                            const char *name);
+
+/* ------------------------------------------------------------------ passphrase */
+/* Gets a passphrase: from file when given (its first line, trailing CR/LF
+ * stripped), else the CONSENT_PASSPHRASE environment variable, else a prompt on the terminal
+ * without echo (asked twice and compared when confirm). Empty passphrases
+ * and ones over WALLET_PASSPHRASE_MAX are refused. out holds
+ * WALLET_PASSPHRASE_MAX + 1 bytes; wipe it after use. */
+int wallet_passphrase(char *out, char *err, const char *file, int confirm) CHAIN_WUR;
+/* Loads a key file, with a message telling wrong passphrase, wrong mode,
+ * missing file and damaged file apart. */
+int wallet_key_load(chain_key **out, char *err, const char *path, const char *passphrase) CHAIN_WUR;
+
+/* ------------------------------------------------------------------ HTTP */
+typedef struct {
+    int status;
+    char content_type[64];
+    char *body;          /* malloc'd, NUL-terminated (the NUL is not counted) */
+    size_t body_len;
+} wallet_http_response;
+void wallet_http_response_free(wallet_http_response *r);
+
+/* Incremental response parser over http_parser: feed bytes as they arrive,
+ * then feed len 0 at EOF. Handles Content-Length, chunked, and
+ * read-until-close bodies. */
+typedef struct wallet_http_parser wallet_http_parser;
+wallet_http_parser *wallet_http_parser_create(size_t body_max);
+void wallet_http_parser_destroy(wallet_http_parser *p);
+/* Returns 1 when the response is complete, 0 when more bytes are needed,
+ * WALLET_EHTTP when malformed (or truncated at EOF), WALLET_ETOOBIG when over
+ * a limit. After 1, take the response (ownership moves to out). */
+int wallet_http_parser_feed(wallet_http_parser *p, const uint8_t *buf, size_t len) CHAIN_WUR;
+int wallet_http_parser_take(wallet_http_parser *p, wallet_http_response *out) CHAIN_WUR;
+
+/* A node's base URL: "http://host:port" (port default 80), optional path
+ * prefix. Only plain http; no state besides the address and timeout. */
+typedef struct {
+    char host[256];
+    char port[8];
+    char prefix[256];
+    int timeout_ms;
+} wallet_client;
+
+int wallet_client_init(wallet_client *c, const char *url) CHAIN_WUR;
+/* One request on a fresh connection ("Connection: close"). Any status is
+ * returned in out; only transport and parse failures are errors. */
+int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err,
+                          const char *method, const char *target, const char *content_type,
+                          const uint8_t *body, size_t body_len) CHAIN_WUR;
+/* GET target and parse JSON. 4xx/5xx are WALLET_ESTATUS with the body's
+ * "error" in err. *out is a new reference. */
+int wallet_client_get_json(wallet_client *c, json_t **out, char *err, const char *target) CHAIN_WUR;
+/* POST /v1/txs (protobuf); on 202 *hash_out gets the node's hash, which
+ * must equal chain_tx_hash of tx (WALLET_EJSON otherwise). */
+int wallet_client_submit(wallet_client *c, chain_hash *hash_out, char *err, const uint8_t *tx,
+                         size_t len) CHAIN_WUR;
+int wallet_client_chain_id(wallet_client *c, char out[CHAIN_ID_LEN_MAX + 1], char *err) CHAIN_WUR;
+int wallet_client_next_nonce(wallet_client *c, uint64_t *out, char *err,
+                             const chain_pubkey *key) CHAIN_WUR;
+/* Polls GET /v1/txs/{hash} (every poll_ms) until committed (0, *height_out),
+ * rejected (WALLET_EREJECTED, reason in err) or the deadline
+ * (WALLET_ETIMEOUT). */
+int wallet_client_wait_tx(wallet_client *c, uint64_t *height_out, char *err, const chain_hash *hash,
+                          int timeout_ms, int poll_ms) CHAIN_WUR;
+
+/* ------------------------------------------------------------------ txs */
+/* Fills a tx envelope (chain id, type, signer from key, nonce, created_at)
+ * with a zero body; the caller sets the body, then wallet_tx_seal. */
+int wallet_tx_init(chain_tx *tx, const char *chain_id, chain_tx_type type, const chain_key *key,
+                   uint64_t nonce, uint64_t now_s) CHAIN_WUR;
+int wallet_tx_grant(chain_tx *tx, const char *chain_id, const chain_key *key, uint64_t nonce,
+                    uint64_t now_s, const chain_grant *grant) CHAIN_WUR;
+int wallet_tx_revoke(chain_tx *tx, const char *chain_id, const chain_key *key, uint64_t nonce,
+                     uint64_t now_s, const chain_hash *grant_id) CHAIN_WUR;
+int wallet_tx_set_guardian(chain_tx *tx, const char *chain_id, const chain_key *key, uint64_t nonce,
+                           uint64_t now_s, const chain_pubkey *guardian, int remove) CHAIN_WUR;
+int wallet_tx_access_record(chain_tx *tx, const char *chain_id, const chain_key *key,
+                            uint64_t nonce, uint64_t now_s, const chain_access_record *rec) CHAIN_WUR;
+/* Signs tx with key, encodes it into buf (cap >= CHAIN_TX_BYTES_MAX is
+ * enough) and computes its id. Checks the result decodes back to the same
+ * signed tx before anything leaves the wallet. */
+int wallet_tx_seal(uint8_t *buf, size_t cap, size_t *len_out, chain_hash *id_out, chain_tx *tx,
+                   const chain_key *key) CHAIN_WUR;
+
+/* ------------------------------------------------------------------ testnet */
+typedef struct {
+    uint32_t validators;        /* 1..WALLET_TESTNET_VALIDATORS_MAX */
+    uint32_t institutions;      /* 0..WALLET_TESTNET_INSTITUTIONS_MAX */
+    uint32_t port_base;         /* api P+i, p2p P+100+i */
+    char chain_id[CHAIN_ID_LEN_MAX + 1];
+    uint32_t block_interval_ms;
+    uint64_t time_ms;           /* genesis time */
+    int force;                  /* write into a non-empty DIR */
+} wallet_testnet_opts;
+
+/* Defaults: 4 validators, 2 institutions, port 7700, "consent-local",
+ * 100 ms, time 0 (the caller sets the genesis time). */
+void wallet_testnet_defaults(wallet_testnet_opts *o);
+/* Writes README's "Files of a network" into dir: genesis.json,
+ * nodeI/{config.json, validator.key, passphrase}, institutions/NAME.{key,
+ * passphrase}. Secrets are 0600, folders holding them 0700. Refuses a
+ * non-empty dir unless force. g_out (may be NULL) gets the genesis. */
+int wallet_testnet_write(chain_genesis *g_out, char *err, const wallet_testnet_opts *o,
+                         const char *dir) CHAIN_WUR;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
