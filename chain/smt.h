@@ -55,6 +55,9 @@ int chain__smt_prove(const chain__smt_backend *be, chain__smt_proof *out, const 
 int chain__smt_verify(const chain_hash *root, const chain_hash *key, const chain_hash *val,
                       const chain__smt_proof *proof);
 /* Proof codec (for the API and the client library); bounded decode. */
+/* Largest encoding: header 3, bitmap 32, 256 siblings, other leaf 64. */
+#define CHAIN_SMT_PROOF_BYTES_MAX (3 + CHAIN_SMT_DEPTH / 8 + CHAIN_SMT_DEPTH * CHAIN_HASH_LEN + \
+                                   2 * CHAIN_HASH_LEN)
 int chain__smt_proof_encode(uint8_t *buf, size_t cap, size_t *len_out, const chain__smt_proof *p);
 int chain__smt_proof_decode(chain__smt_proof *out, const uint8_t *buf, size_t len);
 
