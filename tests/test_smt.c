@@ -60,7 +60,9 @@ typedef struct {
     uint64_t gets, puts;
     long fail_get_after;   /* < 0: never; else fail once this many gets passed */
     long fail_put_after;
-    int corrupt;           /* 1: flip a byte of what get returns; 2: truncate */
+    int corrupt;           /* what get returns: 1 a byte flipped; 2 truncated;
+                              3 a well-formed leaf of another hash; 4 an
+                              unknown tag */
 } mem_store;
 
 static size_t slot_of(const mem_store *m, const chain_hash *key)
@@ -113,6 +115,8 @@ static int mem_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_
     *val_len = s->len;
     if (m->corrupt == 1) (*val)[s->len - 1] ^= 1;
     if (m->corrupt == 2) *val_len = s->len - 1;
+    if (m->corrupt == 3) memset(*val, 0, s->len);
+    if (m->corrupt == 4) (*val)[0] = 2;
     return CHAIN_OK;
 }
 
@@ -577,6 +581,24 @@ START_TEST(test_proofs_tampered)
     off.b[0] ^= 0x80;
     ck_assert_int_eq(chain__smt_verify(&f.root, &off, NULL, &p), CHAIN_EPROOF);
 
+    /* A leaf that is not on the key's path is refused even when the hashes
+     * chain up (a shape the tree never builds: the leaf sits under bit 0 =
+     * 0 but its key starts with bit 1). */
+    chain_hash lk, lv, ll, sib, fake;
+    hash_fill(&lk, 0xf0);
+    hash_fill(&lv, 0x01);
+    hash_fill(&sib, 0x22);
+    leaf_hash(&ll, &lk, &lv);
+    inner_hash(&fake, &ll, &sib);
+    memset(&t, 0, sizeof t);
+    t.n_siblings = 1;
+    t.siblings[0] = sib;
+    t.has_other = 1;
+    t.other_key = lk;
+    t.other_val = lv;
+    hash_fill(&off, 0x0f);   /* bit 0 = 0: left, where the leaf hangs */
+    ck_assert_int_eq(chain__smt_verify(&fake, &off, NULL, &t), CHAIN_EPROOF);
+
     /* Absence ending at an empty subtree. */
     find_absent(&f, &a, 0);
     ck_assert_int_eq(chain__smt_prove(&f.be, &p, &f.root, &a), CHAIN_OK);
@@ -693,7 +715,7 @@ START_TEST(test_backend_errors)
     ck_assert(heq(&out, &sentinel));
     f.m.fail_put_after = -1;
     /* Corrupt bytes and wrong lengths are storage failures, not answers. */
-    for (int mode = 1; mode <= 2; mode++) {
+    for (int mode = 1; mode <= 4; mode++) {
         f.m.corrupt = mode;
         ck_assert_int_eq(chain__smt_get(&f.be, &out, &f.root, &k), CHAIN_EIO);
         ck_assert_int_eq(chain__smt_prove(&f.be, &p, &f.root, &k), CHAIN_EIO);
