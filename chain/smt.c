@@ -22,7 +22,9 @@
  * bit d set, so each change costs O(depth) reads and writes and untouched
  * subtrees are never visited. Combining children re-establishes the compact
  * shape (empty + leaf collapses to the leaf), which is what makes deletion
- * restore exactly the tree the remaining set would have built.
+ * restore exactly the tree the remaining set would have built. The
+ * recursion only reads nodes that existed under the input root (new nodes
+ * are returned up, never re-read), so its writes may sit in an unread batch.
  *
  * Proof codec (all integers big-endian):
  *   flags u8 (bit 0 = has_other, other bits zero) | n_siblings u16 (<= 256)

@@ -24,12 +24,19 @@ typedef struct {
     /* Stores node `key`. */
     int (*put)(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len);
 } chain__smt_backend;
+/* One chain__smt_update call only reads nodes reachable from its input root
+ * and never one it wrote itself, so puts may go to an unread WriteBatch. A
+ * later call starting from that (uncommitted) new root needs a backend whose
+ * get sees the earlier puts. A node missing from the store or failing its
+ * hash check is CHAIN_EIO in every function below. */
 
 /* The root of the empty tree. */
 void chain__smt_empty_root(chain_hash *out);
 
 /* Applies n changes to the tree with root `root` and writes the new root to
- * *root_out. vals[i] == NULL deletes keys[i]. Keys must be distinct. */
+ * *root_out. vals[i] == NULL deletes keys[i] (deleting an absent key is a
+ * no-op). Keys must be distinct (else CHAIN_EINVAL). On error *root_out is
+ * untouched; nodes already written are harmless (content-addressed). */
 int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const chain_hash *root,
                       size_t n, const chain_hash *keys, const chain_hash *const *vals);
 
