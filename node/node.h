@@ -151,6 +151,9 @@ int node_start(node *n) NODE_WUR;
  * every handle is closed, the store is closed and `done` runs (may be NULL).
  * After `done`, call node_destroy. Safe to call twice. */
 void node_stop(node *n, void (*done)(node *n, void *arg), void *arg);
+/* Registers the callback run once the node has fully stopped, whether
+ * node_stop was called or the node stopped itself on a fatal store error. */
+void node_set_stopped_cb(node *n, void (*done)(node *n, void *arg), void *arg);
 void node_destroy(node *n);
 
 void node_set_p2p(node *n, const node_p2p_hooks *hooks);

@@ -125,6 +125,8 @@ void node__http_error(node__http_resp *resp, int status, const char *reason);
 /* ------------------------------------------------------------------ api */
 void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *req);
 size_t node__api_body_max(void *arg, int method, const char *path);
+/* Pushes the grants and revocations of a committed block to event streams. */
+void node__api_events(node *n, const chain_block *b);
 
 /* ------------------------------------------------------------------ node */
 /* Admission of one encoded transaction (client or gossip). On success

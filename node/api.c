@@ -1,0 +1,621 @@
+/* api.c — the HTTP API routes (README, "HTTP API"), answered in JSON.
+ *
+ * Each route parses its inputs strictly (hex keys of exactly 64 digits,
+ * decimal numbers without signs or spaces, known query parameters only),
+ * then reads committed state from the store or the mempool. Nothing here
+ * changes state except admission of transactions, which goes through
+ * node__submit_tx. Every refusal is a 4xx with {"error": reason}.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <http_parser.h>
+#include <jansson.h>
+
+#include "node/node_int.h"
+
+#define QUERY_PARAMS_MAX 8
+#define QUERY_VALUE_MAX 256
+
+/* ------------------------------------------------------------------ helpers */
+static void reply(node__http_resp *resp, int status, json_t *o) {
+    resp->status = status;
+    resp->content_type = "application/json";
+    resp->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    resp->body_len = resp->body ? strlen(resp->body) : 0;
+    json_decref(o);
+}
+
+static json_t *hexj(const uint8_t *b, size_t len) {
+    char s[2 * CHAIN_SIG_LEN + 1];
+    assert(len <= CHAIN_SIG_LEN);
+    chain_hex(s, b, len);
+    return json_string(s);
+}
+
+static json_t *u64j(uint64_t v) { return json_integer((json_int_t)v); }
+
+/* Exactly 2*len lower-case hex digits. */
+static int parse_hex(uint8_t *out, size_t len, const char *s) {
+    if (strlen(s) != 2 * len) return -1;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return -1;
+    return chain_unhex(out, len, s) == 0 ? 0 : -1;
+}
+
+/* A decimal u64: 1..20 digits, no sign, no overflow. */
+static int parse_u64(uint64_t *out, const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 20) return -1;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+typedef struct {
+    size_t n;
+    char key[QUERY_PARAMS_MAX][32];
+    char val[QUERY_PARAMS_MAX][QUERY_VALUE_MAX];
+} query;
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+len) into out (cap bytes); refuses bad escapes and NUL. */
+static int url_decode(char *out, size_t cap, const char *s, size_t len) {
+    size_t j = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= len) return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c == 0 || j + 1 >= cap) return -1;
+        out[j++] = (char)c;
+    }
+    out[j] = 0;
+    return 0;
+}
+
+/* Parses the query; only names in `allowed` (NULL-terminated), each once. */
+static int parse_query(query *q, char *err, size_t errlen, const char *s, const char *const *allowed) {
+    q->n = 0;
+    while (*s) {
+        const char *amp = strchr(s, '&');
+        size_t len = amp ? (size_t)(amp - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (len > 0) {
+            if (q->n == QUERY_PARAMS_MAX) return snprintf(err, errlen, "too many query parameters"), -1;
+            size_t klen = eq ? (size_t)(eq - s) : len;
+            if (url_decode(q->key[q->n], sizeof(q->key[0]), s, klen) ||
+                url_decode(q->val[q->n], sizeof(q->val[0]), eq ? eq + 1 : s + len,
+                           eq ? len - klen - 1 : 0))
+                return snprintf(err, errlen, "malformed query string"), -1;
+            size_t a = 0;
+            while (allowed[a] && strcmp(allowed[a], q->key[q->n]) != 0) a++;
+            if (!allowed[a])
+                return snprintf(err, errlen, "unknown query parameter \"%.31s\"", q->key[q->n]), -1;
+            for (size_t i = 0; i < q->n; i++)
+                if (strcmp(q->key[i], q->key[q->n]) == 0)
+                    return snprintf(err, errlen, "query parameter \"%.31s\" given twice", q->key[i]), -1;
+            q->n++;
+        }
+        s += len + (amp ? 1 : 0);
+    }
+    return 0;
+}
+
+static const char *qget(const query *q, const char *key) {
+    for (size_t i = 0; i < q->n; i++)
+        if (strcmp(q->key[i], key) == 0) return q->val[i];
+    return NULL;
+}
+
+/* "/prefix/<seg>" → seg copied into out (cap); -1 if the path does not match. */
+static int path_arg(char *out, size_t cap, const char *path, const char *prefix, const char *suffix) {
+    size_t pl = strlen(prefix), sl = strlen(suffix), n = strlen(path);
+    if (n < pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + n - sl, suffix) != 0) return -1;
+    size_t al = n - pl - sl;
+    if (al == 0 || al + 1 > cap || memchr(path + pl, '/', al)) return -1;
+    memcpy(out, path + pl, al);
+    out[al] = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ json */
+static json_t *strings_j(const chain_code *codes, uint32_t n) {
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < n; i++) json_array_append_new(a, json_string(codes[i].s));
+    return a;
+}
+
+static json_t *grant_j(const chain_grant_record *r) {
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:o,s:o,s:o}",
+                     "id", hexj(r->id.b, CHAIN_HASH_LEN),
+                     "patient", hexj(r->grant.patient.b, CHAIN_KEY_LEN),
+                     "grantee", hexj(r->grant.grantee.b, CHAIN_KEY_LEN),
+                     "scopes", strings_j(r->grant.scopes, r->grant.n_scopes),
+                     "purposes", strings_j(r->grant.purposes, r->grant.n_purposes),
+                     "not_before", u64j(r->grant.not_before),
+                     "not_after", u64j(r->grant.not_after),
+                     "status", r->status == CHAIN_GRANT_ACTIVE ? "active" : "revoked",
+                     "granted_height", u64j(r->granted_height),
+                     "revoked_height", u64j(r->revoked_height),
+                     "granted_by", hexj(r->granted_by.b, CHAIN_KEY_LEN));
+}
+
+static json_t *cert_j(const chain_cert *c) {
+    json_t *sigs = json_array();
+    for (uint32_t i = 0; i < c->n_sigs && i < CHAIN_VALIDATORS_MAX; i++)
+        json_array_append_new(sigs, json_pack("{s:o,s:o}",
+                                              "validator", hexj(c->sigs[i].validator.b, CHAIN_KEY_LEN),
+                                              "signature", hexj(c->sigs[i].sig.b, CHAIN_SIG_LEN)));
+    return json_pack("{s:o,s:o,s:o,s:o}", "view", u64j(c->view), "height", u64j(c->height),
+                     "block_hash", hexj(c->block_hash.b, CHAIN_HASH_LEN), "sigs", sigs);
+}
+
+static json_t *header_j(const chain_header *h) {
+    chain_hash hash;
+    chain_header_hash(h, &hash);
+    return json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+                     "chain_id", h->chain_id, "height", u64j(h->height),
+                     "prev_hash", hexj(h->prev_hash.b, CHAIN_HASH_LEN), "time_ms", u64j(h->time_ms),
+                     "proposer", hexj(h->proposer.b, CHAIN_KEY_LEN),
+                     "tx_root", hexj(h->tx_root.b, CHAIN_HASH_LEN),
+                     "state_root", hexj(h->state_root.b, CHAIN_HASH_LEN),
+                     "valset_hash", hexj(h->valset_hash.b, CHAIN_HASH_LEN), "view", u64j(h->view),
+                     "hash", hexj(hash.b, CHAIN_HASH_LEN));
+}
+
+static json_t *block_j(const chain_block *b) {
+    json_t *o = header_j(&b->hdr);
+    json_t *txs = json_array();
+    for (uint32_t i = 0; i < b->n_txs; i++) {
+        char *s = malloc(2 * b->tx_lens[i] + 1);
+        if (!s) {
+            json_decref(txs);
+            json_decref(o);
+            return NULL;
+        }
+        chain_hex(s, b->txs[i], b->tx_lens[i]);
+        json_array_append_new(txs, json_string(s));
+        free(s);
+    }
+    json_object_set_new(o, "txs", txs);
+    json_object_set_new(o, "cert", cert_j(&b->cert));
+    return o;
+}
+
+/* ------------------------------------------------------------------ txs */
+/* The transaction bytes of POST /v1/txs: raw protobuf or {"tx": "<hex>"}. */
+static int tx_body(uint8_t *out, size_t *len, node__http_resp *resp, const node__http_req *req) {
+    if (strcmp(req->content_type, "application/json") != 0) {
+        if (req->content_type[0] && strcmp(req->content_type, "application/x-protobuf") != 0 &&
+            strcmp(req->content_type, "application/octet-stream") != 0) {
+            node__http_error(resp, 415, "content type must be application/x-protobuf or application/json");
+            return -1;
+        }
+        if (req->body_len == 0 || req->body_len > CHAIN_TX_BYTES_MAX) {
+            node__http_error(resp, req->body_len ? 413 : 400,
+                             req->body_len ? "transaction too large" : "empty body");
+            return -1;
+        }
+        memcpy(out, req->body, req->body_len);
+        *len = req->body_len;
+        return 0;
+    }
+    json_error_t je;
+    json_t *o = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *tx = o && json_is_object(o) && json_object_size(o) == 1 ? json_object_get(o, "tx") : NULL;
+    const char *hex = json_is_string(tx) ? json_string_value(tx) : NULL;
+    size_t hl = hex ? json_string_length(tx) : 0;
+    int rc = -1;
+    if (!o) node__http_error(resp, 400, "malformed JSON body");
+    else if (!hex) node__http_error(resp, 400, "body must be {\"tx\": \"<hex>\"}");
+    else if (hl == 0 || hl % 2 || hl > 2 * CHAIN_TX_BYTES_MAX || chain_unhex(out, hl / 2, hex) != 0)
+        node__http_error(resp, 400, "\"tx\" is not hex of an encoded transaction");
+    else {
+        *len = hl / 2;
+        rc = 0;
+    }
+    json_decref(o);
+    return rc;
+}
+
+static void route_submit(node *n, node__http_resp *resp, const node__http_req *req) {
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    size_t len = 0;
+    if (tx_body(buf, &len, resp, req)) return;
+    chain_hash h;
+    char reason[NODE_REASON_MAX];
+    int status = 400;
+    if (node__submit_tx(n, &h, reason, &status, buf, len, 0) != 0) {
+        node__http_error(resp, status, reason);
+        return;
+    }
+    reply(resp, 202, json_pack("{s:o}", "hash", hexj(h.b, CHAIN_HASH_LEN)));
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Frames are checked as a whole first, so a malformed batch admits nothing. */
+static int batch_frames(const node__http_req *req, char *err, size_t errlen) {
+    size_t off = 0;
+    int count = 0;
+    while (off < req->body_len) {
+        if (req->body_len - off < 4) return snprintf(err, errlen, "truncated frame header"), -1;
+        uint32_t len = be32(req->body + off);
+        if (len == 0 || len > CHAIN_TX_BYTES_MAX)
+            return snprintf(err, errlen, "frame %d: length %u out of 1..%d", count, len, CHAIN_TX_BYTES_MAX), -1;
+        if (req->body_len - off - 4 < len) return snprintf(err, errlen, "frame %d truncated", count), -1;
+        off += 4 + len;
+        if (++count > NODE_BATCH_TXS_MAX)
+            return snprintf(err, errlen, "more than %d transactions", NODE_BATCH_TXS_MAX), -1;
+    }
+    if (count == 0) return snprintf(err, errlen, "empty batch"), -1;
+    return count;
+}
+
+static void route_batch(node *n, node__http_resp *resp, const node__http_req *req) {
+    char err[128];
+    if (batch_frames(req, err, sizeof(err)) < 0) {
+        node__http_error(resp, 400, err);
+        return;
+    }
+    json_t *results = json_array();
+    int accepted = 0, rejected = 0;
+    for (size_t off = 0; off < req->body_len;) {
+        uint32_t len = be32(req->body + off);
+        const uint8_t *tx = req->body + off + 4;
+        off += 4 + len;
+        chain_hash h;
+        chain_tx_hash(&h, tx, len);
+        char reason[NODE_REASON_MAX];
+        int status = 400;
+        int rc = node__submit_tx(n, &h, reason, &status, tx, len, 0);
+        json_t *r = json_pack("{s:o,s:i}", "hash", hexj(h.b, CHAIN_HASH_LEN), "status", rc ? status : 202);
+        if (rc) json_object_set_new(r, "error", json_string(reason));
+        json_array_append_new(results, r);
+        rc ? rejected++ : accepted++;
+    }
+    reply(resp, 200, json_pack("{s:i,s:i,s:o}", "accepted", accepted, "rejected", rejected,
+                               "results", results));
+}
+
+static void route_tx_status(node *n, node__http_resp *resp, const char *arg) {
+    chain_hash h;
+    if (parse_hex(h.b, CHAIN_HASH_LEN, arg)) {
+        node__http_error(resp, 400, "tx hash must be 64 lower-case hex digits");
+        return;
+    }
+    json_t *o = json_pack("{s:o}", "hash", hexj(h.b, CHAIN_HASH_LEN));
+    uint64_t height;
+    uint32_t index;
+    char reason[NODE_REASON_MAX];
+    int rc = chain_store_get_tx(node_store(n), &h, &height, &index);
+    if (rc == 0) {
+        json_object_set_new(o, "status", json_string("committed"));
+        json_object_set_new(o, "height", u64j(height));
+        json_object_set_new(o, "index", u64j(index));
+    } else if (rc != CHAIN_ENOTFOUND) {
+        json_decref(o);
+        node__http_error(resp, 500, chain_strerror(rc));
+        return;
+    } else if (node__mempool_find(node__get_mempool(n), &h)) {
+        json_object_set_new(o, "status", json_string("pending"));
+    } else if (node__rejects_find(node__get_rejects(n), reason, &h)) {
+        json_object_set_new(o, "status", json_string("rejected"));
+        json_object_set_new(o, "reason", json_string(reason));
+    } else {
+        json_object_set_new(o, "status", json_string("unknown"));
+    }
+    reply(resp, 200, o);
+}
+
+static void route_account(node *n, node__http_resp *resp, const char *arg) {
+    chain_pubkey k;
+    if (parse_hex(k.b, CHAIN_KEY_LEN, arg)) {
+        node__http_error(resp, 400, "key must be 64 lower-case hex digits");
+        return;
+    }
+    uint64_t nonce = chain_store_nonce(node_store(n), &k);
+    uint64_t pending = node__mempool_signer_nonce(node__get_mempool(n), &k);
+    uint64_t next = (pending > nonce ? pending : nonce) + 1;
+    reply(resp, 200, json_pack("{s:o,s:o,s:o}", "key", hexj(k.b, CHAIN_KEY_LEN), "nonce", u64j(nonce),
+                               "next_nonce", u64j(next)));
+}
+
+/* ------------------------------------------------------------------ grants */
+typedef struct {
+    chain_pubkey patient, grantee;
+    char scope[QUERY_VALUE_MAX], purpose[QUERY_VALUE_MAX];
+    uint64_t at;
+    int proof;
+} check_args;
+
+static int check_parse(check_args *a, char *err, size_t errlen, const char *qs) {
+    static const char *const allowed[] = {"patient", "grantee", "scope", "purpose", "at", "proof", NULL};
+    query q;
+    if (parse_query(&q, err, errlen, qs, allowed)) return -1;
+    const char *p = qget(&q, "patient"), *g = qget(&q, "grantee"), *s = qget(&q, "scope");
+    const char *u = qget(&q, "purpose"), *at = qget(&q, "at"), *pr = qget(&q, "proof");
+    if (!p || !g || !s || !u) return snprintf(err, errlen, "patient, grantee, scope and purpose are required"), -1;
+    if (parse_hex(a->patient.b, CHAIN_KEY_LEN, p)) return snprintf(err, errlen, "patient must be 64 lower-case hex digits"), -1;
+    if (parse_hex(a->grantee.b, CHAIN_KEY_LEN, g)) return snprintf(err, errlen, "grantee must be 64 lower-case hex digits"), -1;
+    if (!chain_scope_valid(s)) return snprintf(err, errlen, "unknown scope code"), -1;
+    if (!chain_purpose_valid(u)) return snprintf(err, errlen, "unknown purpose code"), -1;
+    a->at = node__now_s();
+    if (at && parse_u64(&a->at, at)) return snprintf(err, errlen, "at must be unix seconds"), -1;
+    if (pr && strcmp(pr, "0") != 0 && strcmp(pr, "1") != 0) return snprintf(err, errlen, "proof must be 0 or 1"), -1;
+    a->proof = pr && strcmp(pr, "1") == 0;
+    snprintf(a->scope, sizeof(a->scope), "%s", s);
+    snprintf(a->purpose, sizeof(a->purpose), "%s", u);
+    return 0;
+}
+
+/* proof=1: the header and commit certificate of the block the answer was
+ * read at, so a client can tie the state root to 2f+1 validator signatures. */
+static void add_proof(node *n, json_t *o, uint64_t height) {
+    if (height == 0) {
+        json_object_set_new(o, "block", json_null());
+        return;
+    }
+    chain_block b;
+    chain_block_init(&b);
+    if (chain_store_get_block(node_store(n), height, &b) == 0) {
+        json_t *h = header_j(&b.hdr);
+        json_object_set_new(h, "cert", cert_j(&b.cert));
+        json_object_set_new(o, "block", h);
+    }
+    chain_block_free(&b);
+}
+
+static void route_check(node *n, node__http_resp *resp, const char *qs) {
+    check_args a;
+    char err[128];
+    if (check_parse(&a, err, sizeof(err), qs)) {
+        node__http_error(resp, 400, err);
+        return;
+    }
+    chain_check_result r;
+    int rc = chain_check(node_store(n), &r, &a.patient, &a.grantee, a.scope, a.purpose, a.at);
+    if (rc) {
+        node__http_error(resp, rc == CHAIN_EIO || rc == CHAIN_ENOMEM ? 500 : 400, chain_strerror(rc));
+        return;
+    }
+    json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "decision", r.decision == CHAIN_PERMIT ? "permit" : "deny",
+                          "reason", r.reason, "height", u64j(r.height), "at", u64j(a.at));
+    if (r.has_grant) json_object_set_new(o, "grant", grant_j(&r.grant));
+    if (a.proof) add_proof(n, o, r.height);
+    reply(resp, 200, o);
+}
+
+static void route_grant(node *n, node__http_resp *resp, const char *arg) {
+    chain_hash id;
+    if (parse_hex(id.b, CHAIN_HASH_LEN, arg)) {
+        node__http_error(resp, 400, "grant id must be 64 lower-case hex digits");
+        return;
+    }
+    chain_grant_record r;
+    int rc = chain_store_get_grant(node_store(n), &id, &r);
+    if (rc == CHAIN_ENOTFOUND) node__http_error(resp, 404, "grant not found");
+    else if (rc) node__http_error(resp, 500, chain_strerror(rc));
+    else reply(resp, 200, grant_j(&r));
+}
+
+typedef struct {
+    json_t *arr;
+    size_t n;
+} grant_list;
+
+static int collect_grant(void *arg, const chain_grant_record *rec) {
+    grant_list *l = arg;
+    if (l->n == NODE_PATIENT_GRANTS_MAX) return 1;
+    json_array_append_new(l->arr, grant_j(rec));
+    l->n++;
+    return 0;
+}
+
+static void route_patient_grants(node *n, node__http_resp *resp, const char *arg) {
+    chain_pubkey p;
+    if (parse_hex(p.b, CHAIN_KEY_LEN, arg)) {
+        node__http_error(resp, 400, "patient key must be 64 lower-case hex digits");
+        return;
+    }
+    grant_list l = {json_array(), 0};
+    int rc = chain_store_patient_grants(node_store(n), &p, collect_grant, &l);
+    if (rc < 0) {
+        json_decref(l.arr);
+        node__http_error(resp, 500, chain_strerror(rc));
+        return;
+    }
+    reply(resp, 200, json_pack("{s:o,s:o,s:b}", "patient", hexj(p.b, CHAIN_KEY_LEN), "grants", l.arr,
+                               "truncated", rc == 1));
+}
+
+/* ------------------------------------------------------------------ blocks */
+static void route_block(node *n, node__http_resp *resp, const node__http_req *req, const char *arg) {
+    static const char *const allowed[] = {"format", NULL};
+    query q;
+    char err[128];
+    uint64_t h;
+    if (parse_query(&q, err, sizeof(err), req->query, allowed)) {
+        node__http_error(resp, 400, err);
+        return;
+    }
+    const char *fmt = qget(&q, "format");
+    if (fmt && strcmp(fmt, "raw") != 0 && strcmp(fmt, "json") != 0) {
+        node__http_error(resp, 400, "format must be raw or json");
+        return;
+    }
+    int raw = (fmt && strcmp(fmt, "raw") == 0) ||
+              (!fmt && strstr(req->accept, "application/x-protobuf") != NULL);
+    if (parse_u64(&h, arg)) {
+        node__http_error(resp, 400, "height must be a decimal number");
+        return;
+    }
+    if (h == 0 || h > node_height(n)) {
+        node__http_error(resp, 404, "no block at this height");
+        return;
+    }
+    if (raw) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int rc = chain_store_get_block_raw(node_store(n), h, &buf, &len);
+        if (rc) {
+            node__http_error(resp, rc == CHAIN_ENOTFOUND ? 404 : 500, chain_strerror(rc));
+            return;
+        }
+        resp->status = 200;
+        resp->content_type = "application/x-protobuf";
+        resp->body = (char *)buf;
+        resp->body_len = len;
+        return;
+    }
+    chain_block b;
+    chain_block_init(&b);
+    int rc = chain_store_get_block(node_store(n), h, &b);
+    if (rc) node__http_error(resp, rc == CHAIN_ENOTFOUND ? 404 : 500, chain_strerror(rc));
+    else reply(resp, 200, block_j(&b));
+    chain_block_free(&b);
+}
+
+static void route_status(node *n, node__http_resp *resp) {
+    node__status st;
+    node__get_status(n, &st);
+    const chain_genesis *g = node_genesis(n);
+    uint32_t peers[CHAIN_VALIDATORS_MAX];
+    size_t np = node__peers(n, peers, CHAIN_VALIDATORS_MAX);
+    json_t *pa = json_array(), *va = json_array();
+    for (size_t i = 0; i < np; i++) json_array_append_new(pa, json_integer(peers[i]));
+    for (uint32_t i = 0; i < g->n_validators; i++)
+        json_array_append_new(va, json_pack("{s:s,s:o}", "name", g->institutions[i].name, "key",
+                                            hexj(g->institutions[i].key.b, CHAIN_KEY_LEN)));
+    int vi = node_validator_index(n);
+    json_t *o = json_pack("{s:s,s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:i,s:o}", "chain_id", g->chain_id,
+                          "height", u64j(st.height), "tip_hash", hexj(st.tip.b, CHAIN_HASH_LEN),
+                          "view", u64j(st.view), "primary", (int)st.primary,
+                          "validator", vi >= 0 ? json_integer(vi) : json_null(), "peers", pa,
+                          "validators", va, "mempool", (int)node__mempool_size(node__get_mempool(n)),
+                          "genesis_hash", hexj(g->hash.b, CHAIN_HASH_LEN));
+    reply(resp, 200, o);
+}
+
+static void route_metrics(node *n, node__http_resp *resp) {
+    size_t len = 0;
+    char *text = node__metrics_render(n, node__get_metrics(n), &len);
+    if (!text) {
+        node__http_error(resp, 500, "out of memory");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4";
+    resp->body = text;
+    resp->body_len = len;
+}
+
+/* ------------------------------------------------------------------ dispatch */
+size_t node__api_body_max(void *arg, int method, const char *path) {
+    if (method == HTTP_POST && strcmp(path, "/v1/txs/batch") == 0) return NODE_BATCH_BYTES_MAX;
+    return NODE_HTTP_BODY_BYTES_MAX;
+}
+
+static int want(node__http_resp *resp, const node__http_req *req, int method) {
+    if (req->method == method) return 1;
+    node__http_error(resp, 405, method == HTTP_GET ? "method not allowed (use GET)"
+                                                   : "method not allowed (use POST)");
+    return 0;
+}
+
+static int get_routes(node *n, node__http_resp *resp, const node__http_req *req) {
+    char arg[NODE_HTTP_URL_BYTES_MAX];
+    const char *p = req->path;
+    if (strcmp(p, "/v1/status") == 0) {
+        if (want(resp, req, HTTP_GET)) route_status(n, resp);
+    } else if (strcmp(p, "/metrics") == 0) {
+        if (want(resp, req, HTTP_GET)) route_metrics(n, resp);
+    } else if (strcmp(p, "/v1/events") == 0) {
+        if (want(resp, req, HTTP_GET)) {
+            resp->status = 200;
+            resp->content_type = "application/x-ndjson";
+            resp->stream = 1;
+        }
+    } else if (strcmp(p, "/v1/grants/check") == 0) {
+        if (want(resp, req, HTTP_GET)) route_check(n, resp, req->query);
+    } else if (path_arg(arg, sizeof(arg), p, "/v1/txs/", "") == 0) {
+        if (want(resp, req, HTTP_GET)) route_tx_status(n, resp, arg);
+    } else if (path_arg(arg, sizeof(arg), p, "/v1/accounts/", "") == 0) {
+        if (want(resp, req, HTTP_GET)) route_account(n, resp, arg);
+    } else if (path_arg(arg, sizeof(arg), p, "/v1/grants/", "") == 0) {
+        if (want(resp, req, HTTP_GET)) route_grant(n, resp, arg);
+    } else if (path_arg(arg, sizeof(arg), p, "/v1/patients/", "/grants") == 0) {
+        if (want(resp, req, HTTP_GET)) route_patient_grants(n, resp, arg);
+    } else if (path_arg(arg, sizeof(arg), p, "/v1/blocks/", "") == 0) {
+        if (want(resp, req, HTTP_GET)) route_block(n, resp, req, arg);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *req) {
+    node *n = arg;
+    const char *p = req->path;
+    if (strcmp(p, "/v1/txs") == 0) {
+        if (want(resp, req, HTTP_POST)) route_submit(n, resp, req);
+    } else if (strcmp(p, "/v1/txs/batch") == 0) {
+        if (want(resp, req, HTTP_POST)) route_batch(n, resp, req);
+    } else if (!get_routes(n, resp, req)) {
+        node__http_error(resp, 404, "no such route");
+    }
+}
+
+/* ------------------------------------------------------------------ events */
+static json_t *event_j(node *n, const chain_block *b, uint32_t i) {
+    chain_tx tx;
+    if (chain_tx_decode(&tx, b->txs[i], b->tx_lens[i]) != 0) return NULL;
+    chain_hash id;
+    if (tx.type == CHAIN_TX_GRANT) chain_tx_hash(&id, b->txs[i], b->tx_lens[i]);
+    else if (tx.type == CHAIN_TX_REVOKE) id = tx.body.revoke.grant_id;
+    else return NULL;
+    chain_grant_record r;
+    if (chain_store_get_grant(node_store(n), &id, &r) != 0) return NULL;
+    json_t *o = grant_j(&r);
+    json_object_set_new(o, "event", json_string(tx.type == CHAIN_TX_GRANT ? "grant" : "revoke"));
+    json_object_set_new(o, "height", u64j(b->hdr.height));
+    return o;
+}
+
+void node__api_events(node *n, const chain_block *b) {
+    node__http *http = node__get_http(n);
+    if (!http || node__http_streams(http) == 0) return;
+    for (uint32_t i = 0; i < b->n_txs; i++) {
+        json_t *o = event_j(n, b, i);
+        if (!o) continue;
+        char *line = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (!line) continue;
+        node__http_stream_push(http, line, strlen(line));
+        free(line);
+    }
+}
