@@ -106,6 +106,11 @@ int cons_on_timer(cons_replica *r, cons_actions *out, uint64_t now_ms);
  * replica is not the primary or the window is full. */
 int cons_propose(cons_replica *r, cons_actions *out, uint64_t now_ms, const uint8_t *block,
                  size_t len, const chain_hash *digest);
+/* The node has work waiting (transactions in its mempool): arms the view
+ * timer if it is not armed, so a silent primary is replaced even when no
+ * pre-prepare ever arrives. Cleared by the next committed block; call again
+ * while work remains. */
+int cons_request_pending(cons_replica *r, cons_actions *out, uint64_t now_ms);
 /* Result of CONS_ACT_VALIDATE. */
 int cons_on_validated(cons_replica *r, cons_actions *out, uint64_t now_ms, uint64_t seq,
                       const chain_hash *digest, int ok);
@@ -121,6 +126,8 @@ uint64_t cons_next_seq(const cons_replica *r);      /* next sequence the primary
 uint64_t cons_low_watermark(const cons_replica *r);
 uint64_t cons_view_changes(const cons_replica *r);
 uint64_t cons_dropped(const cons_replica *r);       /* messages refused */
+uint64_t cons_committed(const cons_replica *r);     /* last seq passed to cons_on_committed */
+int cons_in_view_change(const cons_replica *r);
 
 #ifdef __cplusplus
 }
