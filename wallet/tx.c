@@ -7,6 +7,7 @@
  * unsigned is caught here, with the user still at the keyboard.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "wallet/wallet.h"
@@ -90,4 +91,32 @@ int wallet_tx_seal(uint8_t *buf, size_t cap, size_t *len_out, chain_hash *id_out
     chain_tx_hash(id_out, buf, len);
     *len_out = len;
     return 0;
+}
+
+int wallet_send(wallet_client *c, chain_hash *id_out, char *err, chain_tx *tx, const chain_key *key,
+                uint64_t now_s)
+{
+    char chain_id[CHAIN_ID_LEN_MAX + 1];
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_pubkey me;
+    chain_tx filled;
+    size_t len = 0;
+    uint64_t nonce = 0;
+    int rc = wallet_client_chain_id(c, chain_id, err);
+    chain_key_pubkey(key, &me);
+    if (!rc)
+        rc = wallet_client_next_nonce(c, &nonce, err, &me);
+    if (rc)
+        return rc;
+    rc = wallet_tx_init(&filled, chain_id, tx->type, key, nonce, now_s);
+    if (!rc) {
+        filled.body = tx->body;
+        rc = wallet_tx_seal(buf, sizeof buf, &len, id_out, &filled, key);
+    }
+    if (rc) {
+        snprintf(err, WALLET_ERR_LEN, "cannot build the transaction: %s", chain_strerror(rc));
+        return rc;
+    }
+    *tx = filled;
+    return wallet_client_submit(c, id_out, err, buf, len);
 }

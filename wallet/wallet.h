@@ -153,6 +153,12 @@ int wallet_client_next_nonce(wallet_client *c, uint64_t *out, char *err,
 int wallet_client_wait_tx(wallet_client *c, uint64_t *height_out, char *err, const chain_hash *hash,
                           int timeout_ms, int poll_ms) CHAIN_WUR;
 
+/* Sends a tx whose type and body are set: fills chain id (from the node's
+ * status), signer, next nonce (from the node) and created_at = now_s, signs,
+ * submits. *id_out gets the tx id (for a Grant, the grant id). */
+int wallet_send(wallet_client *c, chain_hash *id_out, char *err, chain_tx *tx, const chain_key *key,
+                uint64_t now_s) CHAIN_WUR;
+
 /* ------------------------------------------------------------------ txs */
 /* Fills a tx envelope (chain id, type, signer from key, nonce, created_at)
  * with a zero body; the caller sets the body, then wallet_tx_seal. */

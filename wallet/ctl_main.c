@@ -1,0 +1,389 @@
+/* ctl_main.c — consentctl, the operator's and gateway's tool.
+ *
+ * testnet writes a local network's files; check asks a node the gateway
+ * question; status, tx and block show what a node knows; access-record lets
+ * a gateway record a release on chain. Exit codes: 0 success (check:
+ * permit), 1 check: deny, 2 any error. Errors are one line on stderr; keys
+ * printed are public keys only.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "wallet/wallet.h"
+
+#define PROG "consentctl"
+#define EXIT_ERR 2
+#define WAIT_S_DEFAULT 30
+#define POLL_MS 100
+
+static const wallet_opt_spec SPEC[] = {
+    {"help", 0},        {"node", 1},         {"json", 0},         {"validators", 1},
+    {"out", 1},         {"institutions", 1}, {"port-base", 1},    {"chain-id", 1},
+    {"block-interval-ms", 1}, {"force", 0},  {"patient", 1},      {"grantee", 1},
+    {"scope", 1},       {"purpose", 1},      {"at", 1},           {"key", 1},
+    {"grant", 1},       {"request-hash", 1}, {"passphrase-file", 1}, {"wait", 0},
+    {"timeout", 1},
+};
+#define N_SPEC (sizeof SPEC / sizeof SPEC[0])
+
+static const char USAGE[] =
+    "usage: consentctl COMMAND [options]\n"
+    "\n"
+    "  testnet --validators N --out DIR [--institutions M] [--port-base P] [--chain-id ID]\n"
+    "          [--block-interval-ms MS] [--force]\n"
+    "      write genesis, keys and configs of a local network (api 127.0.0.1:P+i,\n"
+    "      p2p 127.0.0.1:P+100+i; defaults: M=2, P=7700, consent-local, 100 ms)\n"
+    "  check --patient KEY --grantee KEY --scope S --purpose U [--at T] [--json]\n"
+    "      may the grantee receive scope S about the patient for purpose U at time T?\n"
+    "      prints \"permit\" or \"deny: <reason>\"; exit 0 permit, 1 deny, 2 error\n"
+    "  status [--json]             height, view, primary, peers of a node\n"
+    "  tx HASH                     a transaction's status (JSON)\n"
+    "  block HEIGHT                a block with its commit certificate (JSON)\n"
+    "  access-record --key FILE --grant ID --scope S --purpose U [--request-hash HEX]\n"
+    "          [--passphrase-file F] [--wait]\n"
+    "      a gateway records a release it made under a grant (key: institutions/NAME.key)\n"
+    "\n"
+    "  --node URL   node API (default $CONSENT_NODE or http://127.0.0.1:7700)\n"
+    "Times: unix seconds, YYYY-MM-DD (UTC midnight) or RFC 3339 UTC.\n";
+
+typedef struct {
+    wallet_args a;
+    wallet_client client;
+    char err[WALLET_ERR_LEN];
+} ctx;
+
+static const char *opt(const ctx *c, const char *name)
+{
+    return wallet_args_get(&c->a, SPEC, N_SPEC, name);
+}
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, PROG ": %s\n", msg);
+    return EXIT_ERR;
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, PROG ": %s (see --help)\n", msg);
+    return EXIT_ERR;
+}
+
+static int parse_u32(uint32_t *out, const char *s, uint32_t max)
+{
+    uint64_t v;
+    if (wallet_parse_u64(&v, s) || v > max)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int cmd_testnet(ctx *c)
+{
+    wallet_testnet_opts o;
+    chain_genesis *g;
+    struct timespec ts;
+    uint32_t i;
+    if (!opt(c, "validators") || !opt(c, "out"))
+        return usage_error("testnet needs --validators N and --out DIR");
+    wallet_testnet_defaults(&o);
+    if (parse_u32(&o.validators, opt(c, "validators"), 1000))
+        return usage_error("--validators: not a number");
+    if (opt(c, "institutions") && parse_u32(&o.institutions, opt(c, "institutions"), 100000))
+        return usage_error("--institutions: not a number");
+    if (opt(c, "port-base") && parse_u32(&o.port_base, opt(c, "port-base"), 65535))
+        return usage_error("--port-base: not a port");
+    if (opt(c, "block-interval-ms") && parse_u32(&o.block_interval_ms, opt(c, "block-interval-ms"), 1u << 30))
+        return usage_error("--block-interval-ms: not a number");
+    if (opt(c, "chain-id") && strlen(opt(c, "chain-id")) > CHAIN_ID_LEN_MAX)
+        return usage_error("--chain-id: longer than 32 characters");
+    if (opt(c, "chain-id"))
+        snprintf(o.chain_id, sizeof o.chain_id, "%s", opt(c, "chain-id"));
+    o.force = opt(c, "force") != NULL;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    o.time_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    g = malloc(sizeof *g);
+    if (!g)
+        return fail("out of memory");
+    if (wallet_testnet_write(g, c->err, &o, opt(c, "out"))) {
+        free(g);
+        return fail(c->err);
+    }
+    printf("network %s: %u validators, %u institutions in %s\n", g->chain_id, g->n_validators,
+           g->n_institutions - g->n_validators, opt(c, "out"));
+    for (i = 0; i < g->n_institutions; i++) {
+        char hex[2 * CHAIN_KEY_LEN + 1];
+        const chain_institution *in = &g->institutions[i];
+        chain_hex(hex, in->key.b, sizeof in->key.b);
+        if (i < g->n_validators)
+            printf("  node%-3u %-12s %s  api http://%s  p2p %s\n", i, in->name, hex, in->api_addr,
+                   in->p2p_addr);
+        else
+            printf("  %-7s %-12s %s  key %s/institutions/%s.key\n", "inst", in->name, hex,
+                   opt(c, "out"), in->name);
+    }
+    printf("start a node: consentd --config %s/node0/config.json\n", opt(c, "out"));
+    free(g);
+    return 0;
+}
+
+/* Percent-encodes a query value (codes are plain, but be safe). */
+static void qenc(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 4 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.')
+            out[n++] = (char)ch;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", ch);
+    }
+    out[n] = 0;
+}
+
+static int check_target(ctx *c, char *target, size_t cap)
+{
+    chain_pubkey pk;
+    uint64_t at = 0;
+    char scope[3 * CHAIN_CODE_LEN_MAX + 1], purpose[3 * CHAIN_CODE_LEN_MAX + 1];
+    int n;
+    if (!opt(c, "patient") || !opt(c, "grantee") || !opt(c, "scope") || !opt(c, "purpose"))
+        return usage_error("check needs --patient, --grantee, --scope and --purpose");
+    if (wallet_parse_pubkey(&pk, opt(c, "patient")) || wallet_parse_pubkey(&pk, opt(c, "grantee")))
+        return usage_error("--patient/--grantee: not a 64-hex-digit key");
+    if (!chain_scope_valid(opt(c, "scope")))
+        return usage_error("--scope: unknown scope code");
+    if (!chain_purpose_valid(opt(c, "purpose")))
+        return usage_error("--purpose: unknown purpose code");
+    if (opt(c, "at") && wallet_parse_time(&at, opt(c, "at")))
+        return usage_error("--at: not a time (unix seconds, YYYY-MM-DD or RFC 3339 UTC)");
+    qenc(scope, sizeof scope, opt(c, "scope"));
+    qenc(purpose, sizeof purpose, opt(c, "purpose"));
+    n = snprintf(target, cap, "/v1/grants/check?patient=%.64s&grantee=%.64s&scope=%s&purpose=%s",
+                 opt(c, "patient"), opt(c, "grantee"), scope, purpose);
+    if (opt(c, "at"))
+        snprintf(target + n, cap - (size_t)n, "&at=%" PRIu64, at);
+    return 0;
+}
+
+static int cmd_check(ctx *c)
+{
+    char target[WALLET_PATH_LEN_MAX];
+    json_t *j = NULL, *h;
+    const char *decision, *reason, *gid;
+    int rc = check_target(c, target, sizeof target);
+    if (rc)
+        return rc;
+    if (wallet_client_get_json(&c->client, &j, c->err, target))
+        return fail(c->err);
+    decision = json_string_value(json_object_get(j, "decision"));
+    reason = json_string_value(json_object_get(j, "reason"));
+    gid = json_string_value(json_object_get(json_object_get(j, "grant"), "id"));
+    h = json_object_get(j, "height");
+    if (!decision || (strcmp(decision, "permit") != 0 && strcmp(decision, "deny") != 0)) {
+        json_decref(j);
+        return fail("the node's answer has no decision");
+    }
+    rc = strcmp(decision, "permit") == 0 ? 0 : 1;
+    if (opt(c, "json")) {
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else if (rc == 0) {
+        printf("permit (height %" JSON_INTEGER_FORMAT "%s%s)\n", json_integer_value(h),
+               gid ? ", grant " : "", gid ? gid : "");
+    } else {
+        printf("deny: %s (height %" JSON_INTEGER_FORMAT ")\n", reason ? reason : "no reason given",
+               json_integer_value(h));
+    }
+    json_decref(j);
+    return rc;
+}
+
+static void print_pretty(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("%s\n", s ? s : "null");
+    free(s);
+}
+
+static int cmd_status(ctx *c)
+{
+    json_t *j = NULL, *v;
+    const char *k;
+    if (wallet_client_get_json(&c->client, &j, c->err, "/v1/status"))
+        return fail(c->err);
+    if (opt(c, "json")) {
+        print_pretty(j);
+        json_decref(j);
+        return 0;
+    }
+    json_object_foreach(j, k, v) {
+        char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("%-10s %s\n", k, json_is_string(v) ? json_string_value(v) : (s ? s : "?"));
+        free(s);
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_tx(ctx *c)
+{
+    chain_hash h;
+    char hex[2 * CHAIN_HASH_LEN + 1], target[128];
+    json_t *j = NULL;
+    if (c->a.n_pos != 2 || wallet_parse_hash(&h, c->a.pos[1]))
+        return usage_error("usage: tx HASH (64 hex digits)");
+    chain_hex(hex, h.b, sizeof h.b);
+    snprintf(target, sizeof target, "/v1/txs/%s", hex);
+    if (wallet_client_get_json(&c->client, &j, c->err, target))
+        return fail(c->err);
+    print_pretty(j);
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_block(ctx *c)
+{
+    uint64_t height;
+    char target[64];
+    json_t *j = NULL;
+    if (c->a.n_pos != 2 || wallet_parse_u64(&height, c->a.pos[1]))
+        return usage_error("usage: block HEIGHT");
+    snprintf(target, sizeof target, "/v1/blocks/%" PRIu64, height);
+    if (wallet_client_get_json(&c->client, &j, c->err, target))
+        return fail(c->err);
+    print_pretty(j);
+    json_decref(j);
+    return 0;
+}
+
+static int access_args(ctx *c, chain_access_record *rec)
+{
+    memset(rec, 0, sizeof *rec);
+    if (!opt(c, "key") || !opt(c, "grant") || !opt(c, "scope") || !opt(c, "purpose"))
+        return usage_error("access-record needs --key, --grant, --scope and --purpose");
+    if (wallet_parse_hash(&rec->grant_id, opt(c, "grant")))
+        return usage_error("--grant: not a 64-hex-digit grant id");
+    if (!chain_scope_valid(opt(c, "scope")) || strlen(opt(c, "scope")) > CHAIN_CODE_LEN_MAX)
+        return usage_error("--scope: unknown scope code");
+    if (!chain_purpose_valid(opt(c, "purpose")) || strlen(opt(c, "purpose")) > CHAIN_CODE_LEN_MAX)
+        return usage_error("--purpose: unknown purpose code");
+    snprintf(rec->scope.s, sizeof rec->scope.s, "%s", opt(c, "scope"));
+    snprintf(rec->purpose.s, sizeof rec->purpose.s, "%s", opt(c, "purpose"));
+    if (opt(c, "request-hash")) {
+        if (wallet_parse_hash(&rec->request_hash, opt(c, "request-hash")))
+            return usage_error("--request-hash: not 64 hex digits");
+    } else {
+        /* No request record given: name this release by what it was and when. */
+        char buf[256];
+        int n = snprintf(buf, sizeof buf, "access:%s:%s:%s:%" PRIu64, opt(c, "grant"),
+                         rec->scope.s, rec->purpose.s, (uint64_t)time(NULL));
+        chain_sha256(&rec->request_hash, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    }
+    return 0;
+}
+
+static int cmd_access_record(ctx *c)
+{
+    char pass[WALLET_PASSPHRASE_MAX + 1], hex[2 * CHAIN_HASH_LEN + 1];
+    chain_key *key = NULL;
+    chain_tx tx;
+    chain_hash id;
+    uint64_t secs = WAIT_S_DEFAULT, height = 0;
+    int rc;
+    memset(&tx, 0, sizeof tx);
+    rc = access_args(c, &tx.body.access_record);
+    if (rc)
+        return rc;
+    if (opt(c, "timeout") && (wallet_parse_u64(&secs, opt(c, "timeout")) || secs < 1 || secs > 3600))
+        return usage_error("--timeout must be 1..3600 seconds");
+    rc = wallet_passphrase(pass, c->err, opt(c, "passphrase-file"), 0);
+    if (!rc)
+        rc = wallet_key_load(&key, c->err, opt(c, "key"), pass);
+    OPENSSL_cleanse(pass, sizeof pass);
+    if (rc)
+        return fail(c->err);
+    tx.type = CHAIN_TX_ACCESS_RECORD;
+    rc = wallet_send(&c->client, &id, c->err, &tx, key, (uint64_t)time(NULL));
+    chain_key_destroy(key);
+    if (rc)
+        return fail(c->err);
+    chain_hex(hex, id.b, sizeof id.b);
+    printf("%s\n", hex);
+    fflush(stdout);
+    if (opt(c, "wait") &&
+        wallet_client_wait_tx(&c->client, &height, c->err, &id, (int)secs * 1000, POLL_MS))
+        return fail(c->err);
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    const char *options;   /* accepted options besides help and node */
+    int n_pos;             /* positionals including the command */
+    int (*run)(ctx *c);
+} command;
+
+static const command COMMANDS[] = {
+    {"testnet", " validators out institutions port-base chain-id block-interval-ms force ", 1,
+     cmd_testnet},
+    {"check", " patient grantee scope purpose at json ", 1, cmd_check},
+    {"status", " json ", 1, cmd_status},
+    {"tx", " ", 2, cmd_tx},
+    {"block", " ", 2, cmd_block},
+    {"access-record", " key grant scope purpose request-hash passphrase-file wait timeout ", 1,
+     cmd_access_record},
+};
+
+static int options_allowed(const ctx *c, const command *cmd)
+{
+    size_t i;
+    for (i = 0; i < N_SPEC; i++) {
+        char pat[40], msg[128];
+        if (!c->a.val[i] || strcmp(SPEC[i].name, "help") == 0 || strcmp(SPEC[i].name, "node") == 0)
+            continue;
+        snprintf(pat, sizeof pat, " %s ", SPEC[i].name);
+        if (!strstr(cmd->options, pat)) {
+            snprintf(msg, sizeof msg, "option --%s does not apply to %s", SPEC[i].name, cmd->name);
+            return usage_error(msg);
+        }
+    }
+    if (c->a.n_pos > cmd->n_pos)
+        return usage_error("unexpected argument");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    ctx c;
+    const char *node;
+    size_t i;
+    int rc;
+    memset(&c, 0, sizeof c);
+    if (wallet_args_parse(&c.a, c.err, SPEC, N_SPEC, argc - 1, argv + 1))
+        return usage_error(c.err);
+    if (opt(&c, "help")) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (c.a.n_pos == 0)
+        return usage_error("no command");
+    node = opt(&c, "node") ? opt(&c, "node") : getenv("CONSENT_NODE");
+    if (wallet_client_init(&c.client, node && node[0] ? node : "http://127.0.0.1:7700"))
+        return usage_error("--node: not an http://host:port URL");
+    for (i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+        if (strcmp(COMMANDS[i].name, c.a.pos[0]) != 0)
+            continue;
+        rc = options_allowed(&c, &COMMANDS[i]);
+        return rc ? rc : COMMANDS[i].run(&c);
+    }
+    return usage_error("unknown command");
+}
