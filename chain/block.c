@@ -329,7 +329,7 @@ static int block_reserve(chain_block *b)
 
 int chain_block_add_tx(chain_block *b, const uint8_t *tx, size_t len)
 {
-    if (b == NULL || tx == NULL) return CHAIN_EINVAL;
+    if (b == NULL || (tx == NULL && len != 0)) return CHAIN_EINVAL;
     if (len == 0 || len > CHAIN_TX_BYTES_MAX) return CHAIN_EBOUNDS;
     if (b->n_txs >= CHAIN_BLOCK_TXS_MAX) return CHAIN_EBOUNDS;
     int rc = block_reserve(b);
