@@ -475,6 +475,19 @@ START_TEST(test_genesis_save_load_round_trip)
     ck_assert_int_eq(chain_genesis_save(a, "/nonexistent-dir/x/genesis.json"), CHAIN_EIO);
     a->n_validators = 0;
     ck_assert_int_eq(chain_genesis_save(a, path), CHAIN_EBOUNDS);
+    a->n_validators = 4;
+    a->institutions[4].name[0] = '\0';   /* save refuses what load would refuse */
+    ck_assert_int_eq(chain_genesis_save(a, path), CHAIN_EBOUNDS);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(chain_genesis_load(b, "/tmp"), CHAIN_EIO);   /* a directory */
+    /* A file over the 1 MiB bound. */
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < (1 << 20) + 1; i++) fputc(' ', f);
+    fclose(f);
+    ck_assert_int_eq(chain_genesis_load(b, path), CHAIN_EBOUNDS);
+    unlink(path);
+    ck_assert_int_eq(chain_genesis_load(NULL, path), CHAIN_EINVAL);
     free(a);
     free(b);
 }
@@ -982,6 +995,40 @@ static void endorsement_dup(Consent__Tx *m)
     r.endorsements = ep;
     m->register_institution = &r;
 }
+static void inst_name_65(Consent__Tx *m)
+{
+    static Consent__RegisterInstitution r;
+    r = *m->register_institution;
+    r.name = (char *)"01234567890123456789012345678901234567890123456789012345678901234";
+    m->register_institution = &r;
+}
+static void inst_name_ctrl(Consent__Tx *m)
+{
+    static Consent__RegisterInstitution r;
+    r = *m->register_institution;
+    r.name = (char *)"line\nbreak";
+    m->register_institution = &r;
+}
+static void inst_roles_validator(Consent__Tx *m)
+{
+    static Consent__RegisterInstitution r;
+    r = *m->register_institution;
+    r.roles = CHAIN_ROLE_VALIDATOR | CHAIN_ROLE_GATEWAY;
+    m->register_institution = &r;
+}
+static void grant_scope_long(Consent__Tx *m)
+{
+    static Consent__Grant g;
+    static char longer[CHAIN_CODE_LEN_MAX + 2];
+    static char *s[2];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    s[0] = (char *)"Observation";
+    s[1] = longer;
+    g = *m->grant;
+    g.scopes = s;
+    m->grant = &g;
+}
 static void chain_id_33(Consent__Tx *m) { m->chain_id = (char *)"abcdefghijklmnopqrstuvwxyz0123456"; }
 static void chain_id_upper(Consent__Tx *m) { m->chain_id = (char *)"Consent"; }
 static void chain_id_empty(Consent__Tx *m) { m->chain_id = (char *)""; }
@@ -1006,6 +1053,10 @@ START_TEST(test_tx_field_lengths_refused)
     ck_assert_int_eq(mutate_sample(4, endorsement_sig_63), CHAIN_EBOUNDS);
     ck_assert_int_eq(mutate_sample(5, endorsement_signer_31), CHAIN_EBOUNDS);
     ck_assert_int_eq(mutate_sample(4, endorsement_dup), CHAIN_EBOUNDS);
+    ck_assert_int_eq(mutate_sample(4, inst_name_65), CHAIN_EBOUNDS);
+    ck_assert_int_eq(mutate_sample(4, inst_name_ctrl), CHAIN_EBOUNDS);
+    ck_assert_int_eq(mutate_sample(4, inst_roles_validator), CHAIN_ECODE);
+    ck_assert_int_eq(mutate_sample(0, grant_scope_long), CHAIN_ECODE);
     ck_assert_int_eq(mutate_sample(0, chain_id_33), CHAIN_EBOUNDS);
     ck_assert_int_eq(mutate_sample(0, chain_id_upper), CHAIN_EBOUNDS);
     ck_assert_int_eq(mutate_sample(0, chain_id_empty), CHAIN_EBOUNDS);
@@ -1529,6 +1580,32 @@ START_TEST(test_block_add_tx_limits)
 }
 END_TEST
 
+START_TEST(test_block_encode_refusals)
+{
+    chain_block b;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    fill_block(&b, 3, 1);
+    b.cert.n_sigs = CHAIN_VALIDATORS_MAX + 1;
+    ck_assert_int_eq(chain_block_encode(&buf, &n, &b), CHAIN_EBOUNDS);
+    b.cert.n_sigs = 3;
+    b.tx_lens[1] = 0;
+    ck_assert_int_eq(chain_block_encode(&buf, &n, &b), CHAIN_EBOUNDS);
+    b.tx_lens[1] = CHAIN_TX_BYTES_MAX + 1;
+    ck_assert_int_eq(chain_block_encode(&buf, &n, &b), CHAIN_EBOUNDS);
+    b.tx_lens[1] = 2;
+    uint32_t real = b.n_txs;
+    b.n_txs = CHAIN_BLOCK_TXS_MAX + 1;
+    ck_assert_int_eq(chain_block_encode(&buf, &n, &b), CHAIN_EBOUNDS);
+    b.n_txs = real;
+    strcpy(b.hdr.chain_id, "no spaces");
+    ck_assert_int_eq(chain_block_encode(&buf, &n, &b), CHAIN_EBOUNDS);
+    ck_assert_int_eq(chain_block_encode(NULL, &n, &b), CHAIN_EINVAL);
+    ck_assert_ptr_null(buf);
+    chain_block_free(&b);
+}
+END_TEST
+
 START_TEST(test_block_decode_refusals)
 {
     Consent__Block m = CONSENT__BLOCK__INIT;
@@ -1794,6 +1871,7 @@ static Suite *codec_suite(void)
     tcase_add_test(t, test_cert_codec);
     tcase_add_test(t, test_block_round_trip);
     tcase_add_test(t, test_block_add_tx_limits);
+    tcase_add_test(t, test_block_encode_refusals);
     tcase_add_test(t, test_block_decode_refusals);
     tcase_add_test(t, test_tx_root);
     tcase_add_test(t, test_cert_verify);
