@@ -242,6 +242,8 @@ static int ks_write_atomic(const char *path, const char *text)
     rc = fchmod(fd, 0600) == 0 ? 0 : CHAIN_EIO;
     if (!rc)
         rc = ks_write_all(fd, text, strlen(text));
+    if (!rc)
+        rc = ks_write_all(fd, "\n", 1);
     if (!rc && fsync(fd) != 0)
         rc = CHAIN_EIO;
     if (close(fd) != 0 && !rc)

@@ -108,6 +108,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
     }
     memcpy(hp->body + hp->body_len, at, len);
     hp->body_len += len;
+    assert(hp->body_len <= hp->body_max);
+    assert(hp->body_len < hp->body_cap);   /* room for the terminator */
     return 0;
 }
 

@@ -19,6 +19,7 @@ int wallet_tx_init(chain_tx *tx, const char *chain_id, chain_tx_type type, const
         return CHAIN_EINVAL;
     memset(tx, 0, sizeof *tx);
     memcpy(tx->chain_id, chain_id, strlen(chain_id) + 1);
+    assert(type >= CHAIN_TX_GRANT && type <= CHAIN_TX_REMOVE_INSTITUTION);
     tx->type = type;
     chain_key_pubkey(key, &tx->signer);
     tx->nonce = nonce;
@@ -88,6 +89,8 @@ int wallet_tx_seal(uint8_t *buf, size_t cap, size_t *len_out, chain_hash *id_out
         rc = chain_verify(&back.signer, &back.sig, &msg);
     if (rc)
         return rc;
+    assert(back.type == tx->type);
+    assert(back.nonce == tx->nonce);
     chain_tx_hash(id_out, buf, len);
     *len_out = len;
     return 0;
