@@ -212,10 +212,10 @@ static int grant_window(ctx *c, chain_grant *g)
             return usage_error("--days must be a whole number 1..36600");
         g->not_after = g->not_before + days * 86400;
     }
-    if (g->not_after <= g->not_before)
-        return usage_error("the grant must end after it starts");
     if (g->not_after <= now)
         return usage_error("the grant would end in the past");
+    if (g->not_after <= g->not_before)
+        return usage_error("the grant must end after it starts");
     if (g->not_after - g->not_before > CHAIN_GRANT_DURATION_MAX_S)
         return usage_error("the grant is longer than 100 years");
     return 0;
