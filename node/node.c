@@ -73,6 +73,8 @@ struct node {
     held_block commits[NODE_PENDING_COMMITS_MAX];
     held_block deferred[DEFERRED_MAX];
     int started, stopping, halted;
+    int in_drive;                /* inside drive(): the replica may not be called */
+    int pending_signalled;       /* cons_request_pending since the last commit */
     int closing_handles;
     void (*done)(node *n, void *arg);
     void *done_arg;
@@ -232,6 +234,7 @@ static void after_commit(node *n, const chain_block *b, double apply_s) {
         node__mempool_remove(n->mp, &th);
     }
     n->tip_time_ms = b->hdr.time_ms;
+    n->pending_signalled = 0;
     n->metrics.blocks_committed++;
     n->metrics.txs_committed += b->n_txs;
     node__metrics_apply(&n->metrics, apply_s);
@@ -439,8 +442,22 @@ static void run_list(node *n, int rc, const cons_actions *acts) {
         if (do_action(n, &acts->items[i]) < 0) break;
 }
 
+/* Tells the replica that transactions wait, so its view timer runs and a
+ * silent primary is replaced; once per committed block is enough. */
+static void signal_pending(node *n) {
+    if (!n->rep || n->in_drive || n->pending_signalled || n->stopping || n->halted ||
+        node__mempool_size(n->mp) == 0)
+        return;
+    n->pending_signalled = 1;
+    cons_actions acts = {0};
+    int rc = cons_request_pending(n->rep, &acts, uv_now(n->loop));
+    drive(n, rc, &acts);
+}
+
 /* Runs a list, then the replies it queued, each of which yields a new list. */
 static void drive(node *n, int rc, const cons_actions *acts) {
+    assert(!n->in_drive);
+    n->in_drive = 1;
     run_list(n, rc, acts);
     for (int steps = 0; n->fq_n > 0 && !n->halted && n->rep; steps++) {
         assert(steps < DRIVE_STEPS_MAX);
@@ -454,6 +471,8 @@ static void drive(node *n, int rc, const cons_actions *acts) {
         run_list(n, r, &next);
     }
     n->fq_n = n->rep ? n->fq_n : 0;
+    n->in_drive = 0;
+    signal_pending(n);
 }
 
 int node__propose(node *n, const uint8_t *block, size_t len, const chain_hash *digest) {
@@ -558,6 +577,7 @@ int node__submit_tx(node *n, chain_hash *hash, char *reason, int *status, const 
     }
     if (!from_peer && n->hooks.gossip_tx) n->hooks.gossip_tx(n->hooks.arg, tx, len);
     if (n->prod) node__producer_poke(n->prod);
+    signal_pending(n);
     return 0;
 }
 

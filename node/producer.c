@@ -25,6 +25,7 @@ struct node__producer {
     uint32_t interval_ms, txs_max;
     int kick_armed;
     int open_handles;
+    uint64_t checked_height;     /* tip the last recheck ran against */
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -60,9 +61,27 @@ static int fill(node__producer *p, chain_exec *ex) {
     return count;
 }
 
+/* Not the primary: re-executes the waiting transactions against the new tip
+ * (without keeping the result) and drops those that can no longer apply, so
+ * a transaction the primary refused does not wait here forever and keep the
+ * view timer running. */
+static void recheck(node__producer *p) {
+    node *n = p->n;
+    uint64_t h = node_height(n);
+    if (h == p->checked_height || node__mempool_size(node__get_mempool(n)) == 0) return;
+    chain_exec *ex = NULL;
+    if (chain_exec_begin(&ex, node_store(n), node__block_time_ms(n)) != 0) return;
+    if (fill(p, ex) >= 0) p->checked_height = h;
+    chain_exec_abort(ex);
+}
+
 static void build(node__producer *p) {
     node *n = p->n;
-    if (!node__is_primary_idle(n) || node__mempool_size(node__get_mempool(n)) == 0) return;
+    if (!node__is_primary_idle(n)) {
+        recheck(p);
+        return;
+    }
+    if (node__mempool_size(node__get_mempool(n)) == 0) return;
     chain_exec *ex = NULL;
     int rc = chain_exec_begin(&ex, node_store(n), node__block_time_ms(n));
     if (rc) {
@@ -123,7 +142,7 @@ int node__producer_create(node__producer **out, node *n, uv_loop_t *loop, uint32
 }
 
 void node__producer_start(node__producer *p) {
-    if (node_key(p->n)) uv_timer_start(&p->tick, on_tick, p->interval_ms, p->interval_ms);
+    uv_timer_start(&p->tick, on_tick, p->interval_ms, p->interval_ms);
 }
 
 void node__producer_poke(node__producer *p) {
