@@ -811,6 +811,7 @@ START_TEST(create_refuses_bad_setups) {
     uv_loop_init(&loop);
     node_config c = cfg;
     snprintf(c.api_listen, sizeof(c.api_listen), "127.0.0.1:%d", F.port);   /* in use */
+    snprintf(c.data_dir, sizeof(c.data_dir), "%s/other-data", F.dir);
     ck_assert_int_ne(node_create(&n, err, sizeof(err), &loop, &c), 0);
     ck_assert_ptr_nonnull(strstr(err, "api_listen"));
     c = cfg;
