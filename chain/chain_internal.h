@@ -38,4 +38,84 @@ static inline void chain__put_u32be(uint8_t *p, uint32_t v)
     for (int i = 3; i >= 0; i--) { p[i] = (uint8_t)(v & 0xff); v >>= 8; }
 }
 
+/* ------------------------------------------------------------------ state
+ * Keys, records and the overlay map (state.c), the store's internals
+ * (store.c). See state.c for the key layout. */
+#include "chain/smt.h"
+
+struct Consent__GrantRecord;
+
+#define CHAIN__PFX_PAIR 'P'
+#define CHAIN__PFX_GRANT 'G'
+#define CHAIN__PFX_NONCE 'N'
+#define CHAIN__PFX_GUARDIAN 'U'
+#define CHAIN__PFX_INST 'I'
+#define CHAIN__PFX_ACCESS 'A'
+#define CHAIN__PFX_NODE 'T'
+#define CHAIN__KEY_MAX (1 + 3 * CHAIN_HASH_LEN)   /* "A" patient grant txid */
+
+/* state.c: key builders; out holds CHAIN__KEY_MAX bytes; return the length. */
+size_t chain__key_pair(uint8_t *out, const chain_pubkey *patient, const chain_pubkey *grantee);
+size_t chain__key_grant(uint8_t *out, const chain_hash *id);
+size_t chain__key_nonce(uint8_t *out, const chain_pubkey *signer);
+size_t chain__key_guardian(uint8_t *out, const chain_pubkey *patient);
+size_t chain__key_inst(uint8_t *out, const chain_pubkey *key);
+size_t chain__key_access(uint8_t *out, const chain_pubkey *patient, const chain_hash *grant_id,
+                         const chain_hash *txid);
+size_t chain__key_node(uint8_t *out, const chain_hash *h);
+/* state.c: the state-tree leaf of a state key. Returns 1 and the leaf key
+ * for authenticated keys (P, N, U, I), 0 for the rest. The leaf value of a
+ * stored value is SHA-256 of its bytes (chain__state_leaf_val). */
+int chain__state_leaf_key(chain_hash *out, const uint8_t *key, size_t klen);
+void chain__state_leaf_val(chain_hash *out, const uint8_t *val, size_t len);
+
+/* state.c: record codecs. grants_decode returns a malloc'd array with room
+ * for one more record; stored bytes that break a bound give CHAIN_EIO. */
+int chain__grant_from_pb(chain_grant_record *r, const struct Consent__GrantRecord *m);
+int chain__grants_decode(chain_grant_record **out, uint32_t *n_out, const uint8_t *buf, size_t len);
+int chain__grants_encode(uint8_t **out, size_t *len_out, const chain_grant_record *recs, uint32_t n);
+int chain__inst_encode(uint8_t **out, size_t *len_out, const chain_institution *in);
+int chain__inst_decode(chain_institution *out, const uint8_t *buf, size_t len);
+int chain__access_encode(uint8_t **out, size_t *len_out, const chain_hash *txid,
+                         const chain_pubkey *gateway, const chain_access_record *a,
+                         uint64_t height, uint64_t time_ms);
+
+/* state.c: a bounded hash map of byte keys to byte values; a NULL value
+ * marks a deletion. Keys and values are copied in. */
+typedef struct chain__map chain__map;
+typedef struct {
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *val;   /* NULL: deleted */
+    size_t vlen;
+} chain__map_entry;
+chain__map *chain__map_create(size_t max_entries);
+void chain__map_destroy(chain__map *m);
+void chain__map_clear(chain__map *m);
+size_t chain__map_count(const chain__map *m);
+/* CHAIN_ENOMEM when full (the map is unchanged) or out of memory. */
+int chain__map_put(chain__map *m, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen);
+/* 1 and *out (valid until the next change) if present, else 0. */
+int chain__map_get(const chain__map *m, chain__map_entry *out, const uint8_t *key, size_t klen);
+/* Iteration: *iter starts at 0; returns 0 at the end. */
+int chain__map_next(const chain__map *m, size_t *iter, chain__map_entry *out);
+/* Moves every entry of src into dst, replacing equal keys; src ends empty. */
+int chain__map_merge(chain__map *dst, chain__map *src);
+
+/* store.c: a committed state value (malloc'd), CHAIN_ENOTFOUND or CHAIN_EIO. */
+int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t *key, size_t klen);
+/* store.c: copies a committed state value into buf when it fits; else
+ * CHAIN_EBOUNDS with *len = its size. No allocation of ours on this path. */
+int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, const uint8_t *key,
+                      size_t klen);
+/* store.c: a state-tree backend over the committed nodes (read-only; put
+ * fails). For proofs against chain_store_state_root. */
+void chain__store_smt_backend(chain_store *st, chain__smt_backend *out);
+uint64_t chain__store_tip_time_ms(const chain_store *st);
+/* store.c: writes block b (hash block_hash, post-state root) with every
+ * change in `state` and every node in `nodes` in one synced WriteBatch,
+ * then moves the tip. */
+int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
+                        const chain__map *state, const chain__map *nodes);
+
 #endif

@@ -1,0 +1,627 @@
+/* store.c — the RocksDB store: blocks, tx index, state and meta.
+ *
+ * Column families (created when missing):
+ *   blocks  : height (u64 BE)      -> encoded Block, certificate included
+ *   txindex : tx hash              -> height (u64 BE) || index (u32 BE)
+ *   state   : see state.c (grants, nonces, guardians, institutions, tree)
+ *   meta    : "c:tip"  -> height u64 BE | tip hash | state root | time_ms u64 BE
+ *             "c:genesis" -> genesis hash
+ *             "u:<key>" -> chain_store_put_meta values (consensus votes)
+ * Internal meta keys and caller keys live in separate namespaces so a caller
+ * can never overwrite the tip.
+ *
+ * Durability: a block, its tx index entries, all its state changes, its new
+ * tree nodes and the new tip go in ONE WriteBatch written with sync=1, so a
+ * kill -9 leaves either the whole block or none of it, and the WAL is
+ * fsynced once per block rather than once per tx. The first open writes the
+ * genesis state (its institutions) the same way.
+ *
+ * Reads: an LRU block cache and whole-key bloom filters make the point reads
+ * of the check path cheap; RocksDB is safe for concurrent readers, and the
+ * cached tip fields change only in chain__store_commit.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rocksdb/c.h>
+
+#include "chain/chain.h"
+#include "chain/chain_internal.h"
+
+enum { CF_DEFAULT, CF_BLOCKS, CF_TXINDEX, CF_STATE, CF_META, CF_COUNT };
+static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "state", "meta"};
+
+#define META_TIP "c:tip"
+#define META_GENESIS "c:genesis"
+#define META_USER_PREFIX "u:"
+#define META_KEY_LEN_MAX 128
+#define META_VAL_LEN_MAX (16u * 1024 * 1024)
+#define TIP_BYTES (8 + 2 * CHAIN_HASH_LEN + 8)
+#define BLOCK_CACHE_BYTES (64u * 1024 * 1024)
+
+struct chain_store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_block_based_table_options_t *bbto;
+    rocksdb_cache_t *cache;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wsync;
+    chain_genesis *genesis;   /* a copy: callers may free theirs */
+    uint64_t height;
+    chain_hash tip_hash;
+    chain_hash state_root;
+    uint64_t tip_time_ms;
+};
+
+static uint64_t get_u64be(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+static uint32_t get_u32be(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* RocksDB reports errors as malloc'd strings; we map them all to CHAIN_EIO
+ * (the node logs the code; the detail is not actionable by a caller). */
+static int rdb_err(char *err)
+{
+    if (err == NULL) return CHAIN_OK;
+    rocksdb_free(err);
+    return CHAIN_EIO;
+}
+
+/* ------------------------------------------------------------------ raw access */
+
+static int cf_get(chain_store *st, int cf, uint8_t **val, size_t *len, const void *key, size_t klen)
+{
+    char *err = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[cf], key, klen, &n, &err);
+    if (err != NULL) return rdb_err(err);
+    if (v == NULL) return CHAIN_ENOTFOUND;
+    /* Hand out a buffer the caller frees with free(), whatever allocator
+     * RocksDB used. */
+    uint8_t *copy = malloc(n ? n : 1);
+    if (copy == NULL) {
+        rocksdb_free(v);
+        return CHAIN_ENOMEM;
+    }
+    memcpy(copy, v, n);
+    rocksdb_free(v);
+    *val = copy;
+    *len = n;
+    return CHAIN_OK;
+}
+
+int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t *key, size_t klen)
+{
+    assert(st != NULL && key != NULL);
+    return cf_get(st, CF_STATE, val, len, key, klen);
+}
+
+int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, const uint8_t *key,
+                      size_t klen)
+{
+    char *err = NULL;
+    rocksdb_pinnableslice_t *p =
+        rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[CF_STATE], (const char *)key, klen, &err);
+    if (err != NULL) return rdb_err(err);
+    if (p == NULL) return CHAIN_ENOTFOUND;
+    size_t n = 0;
+    const char *v = rocksdb_pinnableslice_value(p, &n);
+    int rc = CHAIN_OK;
+    if (v == NULL) rc = CHAIN_ENOTFOUND;
+    else if (n > cap) rc = CHAIN_EBOUNDS;
+    else memcpy(buf, v, n);
+    *len = n;
+    rocksdb_pinnableslice_destroy(p);
+    return rc;
+}
+
+static int smt_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
+{
+    uint8_t k[CHAIN__KEY_MAX];
+    size_t kl = chain__key_node(k, key);
+    return cf_get(arg, CF_STATE, val, val_len, k, kl);
+}
+
+static int smt_put_refused(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len)
+{
+    return CHAIN_EINVAL;   /* committed nodes change only through a block */
+}
+
+void chain__store_smt_backend(chain_store *st, chain__smt_backend *out)
+{
+    out->arg = st;
+    out->get = smt_get;
+    out->put = smt_put_refused;
+}
+
+uint64_t chain__store_tip_time_ms(const chain_store *st)
+{
+    return st->tip_time_ms;
+}
+
+/* ------------------------------------------------------------------ tip */
+
+static void tip_encode(uint8_t out[TIP_BYTES], uint64_t height, const chain_hash *tip,
+                       const chain_hash *root, uint64_t time_ms)
+{
+    chain__put_u64be(out, height);
+    memcpy(out + 8, tip->b, CHAIN_HASH_LEN);
+    memcpy(out + 8 + CHAIN_HASH_LEN, root->b, CHAIN_HASH_LEN);
+    chain__put_u64be(out + 8 + 2 * CHAIN_HASH_LEN, time_ms);
+}
+
+static int tip_load(chain_store *st)
+{
+    uint8_t *v = NULL;
+    size_t n = 0;
+    int rc = cf_get(st, CF_META, &v, &n, META_TIP, strlen(META_TIP));
+    if (rc != CHAIN_OK) return rc == CHAIN_ENOTFOUND ? CHAIN_EIO : rc;
+    if (n != TIP_BYTES) rc = CHAIN_EIO;
+    if (rc == CHAIN_OK) {
+        st->height = get_u64be(v);
+        memcpy(st->tip_hash.b, v + 8, CHAIN_HASH_LEN);
+        memcpy(st->state_root.b, v + 8 + CHAIN_HASH_LEN, CHAIN_HASH_LEN);
+        st->tip_time_ms = get_u64be(v + 8 + 2 * CHAIN_HASH_LEN);
+    }
+    free(v);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ genesis state */
+
+/* Tree backend for the genesis write: nodes go to a map, then to the batch. */
+static int map_smt_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
+{
+    chain__map_entry e;
+    if (!chain__map_get(arg, &e, key->b, CHAIN_HASH_LEN)) return CHAIN_ENOTFOUND;
+    uint8_t *copy = malloc(e.vlen ? e.vlen : 1);
+    if (copy == NULL) return CHAIN_ENOMEM;
+    memcpy(copy, e.val, e.vlen);
+    *val = copy;
+    *val_len = e.vlen;
+    return CHAIN_OK;
+}
+
+static int map_smt_put(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len)
+{
+    return chain__map_put(arg, key->b, CHAIN_HASH_LEN, val, val_len);
+}
+
+/* Puts the genesis institutions into `state` and computes the genesis root. */
+static int genesis_state(chain__map *state, chain__map *nodes, chain_hash *root,
+                         const chain_genesis *g)
+{
+    uint32_t n = g->n_institutions;
+    chain_hash *keys = malloc((n ? n : 1) * sizeof *keys);
+    chain_hash *vals = malloc((n ? n : 1) * sizeof *vals);
+    const chain_hash **vp = malloc((n ? n : 1) * sizeof *vp);
+    int rc = keys == NULL || vals == NULL || vp == NULL ? CHAIN_ENOMEM : CHAIN_OK;
+    for (uint32_t i = 0; i < n && rc == CHAIN_OK; i++) {
+        uint8_t k[CHAIN__KEY_MAX], *v = NULL;
+        size_t kl = chain__key_inst(k, &g->institutions[i].key), vl = 0;
+        rc = chain__inst_encode(&v, &vl, &g->institutions[i]);
+        if (rc != CHAIN_OK) break;
+        rc = chain__map_put(state, k, kl, v, vl);
+        int leaf = chain__state_leaf_key(&keys[i], k, kl);
+        assert(leaf == 1);
+        chain__state_leaf_val(&vals[i], v, vl);
+        vp[i] = &vals[i];
+        free(v);
+    }
+    chain_hash empty;
+    chain__smt_empty_root(&empty);
+    chain__smt_backend be = {nodes, map_smt_get, map_smt_put};
+    if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, &empty, n, keys, vp);
+    free(keys);
+    free(vals);
+    free(vp);
+    return rc;
+}
+
+static void batch_add_state(rocksdb_writebatch_t *wb, chain_store *st, const chain__map *state,
+                            const chain__map *nodes)
+{
+    chain__map_entry e;
+    size_t it = 0;
+    while (chain__map_next(state, &it, &e)) {
+        if (e.val == NULL)
+            rocksdb_writebatch_delete_cf(wb, st->cf[CF_STATE], (const char *)e.key, e.klen);
+        else
+            rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)e.key, e.klen,
+                                      (const char *)e.val, e.vlen);
+    }
+    it = 0;
+    while (nodes != NULL && chain__map_next(nodes, &it, &e)) {
+        uint8_t k[CHAIN__KEY_MAX];
+        assert(e.klen == CHAIN_HASH_LEN && e.val != NULL);
+        size_t kl = chain__key_node(k, (const chain_hash *)e.key);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)k, kl, (const char *)e.val,
+                                  e.vlen);
+    }
+}
+
+static int write_genesis(chain_store *st)
+{
+    const chain_genesis *g = st->genesis;
+    chain__map *state = chain__map_create(2 * CHAIN_INSTITUTIONS_MAX);
+    chain__map *nodes = chain__map_create(8 * CHAIN_INSTITUTIONS_MAX);
+    chain_hash root, zero;
+    memset(zero.b, 0, sizeof zero.b);
+    int rc = state == NULL || nodes == NULL ? CHAIN_ENOMEM : CHAIN_OK;
+    if (rc == CHAIN_OK) rc = genesis_state(state, nodes, &root, g);
+    if (rc == CHAIN_OK) {
+        uint8_t tip[TIP_BYTES];
+        tip_encode(tip, 0, &zero, &root, g->time_ms);
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        batch_add_state(wb, st, state, nodes);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TIP, strlen(META_TIP), (const char *)tip,
+                                  sizeof tip);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_GENESIS, strlen(META_GENESIS),
+                                  (const char *)g->hash.b, CHAIN_HASH_LEN);
+        char *err = NULL;
+        rocksdb_write(st->db, st->wsync, wb, &err);
+        rocksdb_writebatch_destroy(wb);
+        rc = rdb_err(err);
+    }
+    chain__map_destroy(state);
+    chain__map_destroy(nodes);
+    return rc;
+}
+
+/* First open writes the genesis state; later opens must find the same
+ * genesis hash, so a data dir can never be reused for another network. */
+static int genesis_check(chain_store *st)
+{
+    uint8_t *v = NULL;
+    size_t n = 0;
+    int rc = cf_get(st, CF_META, &v, &n, META_GENESIS, strlen(META_GENESIS));
+    if (rc == CHAIN_ENOTFOUND) rc = write_genesis(st);
+    else if (rc == CHAIN_OK) {
+        if (n != CHAIN_HASH_LEN || memcmp(v, st->genesis->hash.b, CHAIN_HASH_LEN) != 0) rc = CHAIN_ESTATE;
+        free(v);
+    }
+    if (rc == CHAIN_OK) rc = tip_load(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ open/close */
+
+static void options_setup(chain_store *st)
+{
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, 1);
+    rocksdb_options_set_create_missing_column_families(st->opts, 1);
+    rocksdb_options_set_max_open_files(st->opts, 512);
+    st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
+    st->bbto = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
+    /* Bloom filters: a miss (no grant for this pair) costs no data-block read. */
+    rocksdb_block_based_options_set_filter_policy(st->bbto, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->bbto, 1);
+    rocksdb_options_set_block_based_table_factory(st->opts, st->bbto);
+    st->ropts = rocksdb_readoptions_create();
+    st->wsync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wsync, 1);
+}
+
+int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
+{
+    if (out == NULL || dir == NULL || g == NULL) return CHAIN_EINVAL;
+    if (g->n_validators == 0 || g->n_validators > g->n_institutions ||
+        g->n_institutions > CHAIN_INSTITUTIONS_MAX)
+        return CHAIN_EINVAL;
+    chain_store *st = calloc(1, sizeof *st);
+    if (st == NULL) return CHAIN_ENOMEM;
+    st->genesis = malloc(sizeof *st->genesis);
+    if (st->genesis == NULL) {
+        free(st);
+        return CHAIN_ENOMEM;
+    }
+    *st->genesis = *g;
+    options_setup(st);
+    const rocksdb_options_t *cf_opts[CF_COUNT];
+    for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = st->opts;
+    char *err = NULL;
+    st->db = rocksdb_open_column_families(st->opts, dir, CF_COUNT, cf_names, cf_opts, st->cf, &err);
+    int rc = rdb_err(err);
+    if (rc == CHAIN_OK) rc = genesis_check(st);
+    if (rc != CHAIN_OK) {
+        chain_store_close(st);
+        return rc;
+    }
+    *out = st;
+    return CHAIN_OK;
+}
+
+void chain_store_close(chain_store *st)
+{
+    if (st == NULL) return;
+    if (st->db != NULL) {
+        for (int i = 0; i < CF_COUNT; i++) {
+            if (st->cf[i] != NULL) rocksdb_column_family_handle_destroy(st->cf[i]);
+        }
+        rocksdb_close(st->db);
+    }
+    rocksdb_readoptions_destroy(st->ropts);
+    rocksdb_writeoptions_destroy(st->wsync);
+    rocksdb_options_destroy(st->opts);
+    rocksdb_block_based_options_destroy(st->bbto);
+    rocksdb_cache_destroy(st->cache);
+    free(st->genesis);
+    free(st);
+}
+
+uint64_t chain_store_height(const chain_store *st)
+{
+    assert(st != NULL);
+    return st->height;
+}
+
+void chain_store_tip_hash(const chain_store *st, chain_hash *out)
+{
+    assert(st != NULL && out != NULL);
+    *out = st->tip_hash;
+}
+
+const chain_genesis *chain_store_genesis(const chain_store *st)
+{
+    assert(st != NULL);
+    return st->genesis;
+}
+
+void chain_store_state_root(const chain_store *st, chain_hash *out)
+{
+    assert(st != NULL && out != NULL);
+    *out = st->state_root;
+}
+
+/* ------------------------------------------------------------------ commit */
+
+int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
+                        const chain__map *state, const chain__map *nodes)
+{
+    assert(b->hdr.height == st->height + 1);
+    assert(memcmp(b->hdr.prev_hash.b, st->tip_hash.b, CHAIN_HASH_LEN) == 0);
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    int rc = chain_block_encode(&enc, &enc_len, b);
+    if (rc != CHAIN_OK) return rc;
+    uint8_t hkey[8], tip[TIP_BYTES];
+    chain__put_u64be(hkey, b->hdr.height);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_put_cf(wb, st->cf[CF_BLOCKS], (const char *)hkey, sizeof hkey,
+                              (const char *)enc, enc_len);
+    free(enc);
+    for (uint32_t i = 0; i < b->n_txs; i++) {
+        chain_hash txid;
+        uint8_t loc[12];
+        chain_tx_hash(&txid, b->txs[i], b->tx_lens[i]);
+        chain__put_u64be(loc, b->hdr.height);
+        chain__put_u32be(loc + 8, i);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_TXINDEX], (const char *)txid.b, CHAIN_HASH_LEN,
+                                  (const char *)loc, sizeof loc);
+    }
+    batch_add_state(wb, st, state, nodes);
+    tip_encode(tip, b->hdr.height, block_hash, &b->hdr.state_root, b->hdr.time_ms);
+    rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TIP, strlen(META_TIP), (const char *)tip,
+                              sizeof tip);
+    char *err = NULL;
+    rocksdb_write(st->db, st->wsync, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    rc = rdb_err(err);
+    if (rc != CHAIN_OK) return rc;
+    /* Only a durable write moves the cached tip. */
+    st->height = b->hdr.height;
+    st->tip_hash = *block_hash;
+    st->state_root = b->hdr.state_root;
+    st->tip_time_ms = b->hdr.time_ms;
+    return CHAIN_OK;
+}
+
+/* ------------------------------------------------------------------ reads */
+
+int chain_store_get_block_raw(chain_store *st, uint64_t height, uint8_t **out, size_t *len_out)
+{
+    if (st == NULL || out == NULL || len_out == NULL) return CHAIN_EINVAL;
+    if (height == 0 || height > st->height) return CHAIN_ENOTFOUND;
+    uint8_t k[8];
+    chain__put_u64be(k, height);
+    int rc = cf_get(st, CF_BLOCKS, out, len_out, k, sizeof k);
+    return rc == CHAIN_ENOTFOUND ? CHAIN_EIO : rc;   /* below the tip: must exist */
+}
+
+int chain_store_get_block(chain_store *st, uint64_t height, chain_block *out)
+{
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    if (out == NULL) return CHAIN_EINVAL;
+    int rc = chain_store_get_block_raw(st, height, &raw, &n);
+    if (rc != CHAIN_OK) return rc;
+    chain_block b;
+    chain_block_init(&b);
+    rc = chain_block_decode(&b, raw, n);
+    free(raw);
+    if (rc != CHAIN_OK) return CHAIN_EIO;
+    assert(b.hdr.height == height);
+    *out = b;
+    return CHAIN_OK;
+}
+
+int chain_store_get_tx(chain_store *st, const chain_hash *txid, uint64_t *height_out,
+                       uint32_t *index_out)
+{
+    uint8_t *v = NULL;
+    size_t n = 0;
+    if (st == NULL || txid == NULL || height_out == NULL || index_out == NULL) return CHAIN_EINVAL;
+    int rc = cf_get(st, CF_TXINDEX, &v, &n, txid->b, CHAIN_HASH_LEN);
+    if (rc != CHAIN_OK) return rc;
+    if (n != 12) rc = CHAIN_EIO;
+    if (rc == CHAIN_OK) {
+        *height_out = get_u64be(v);
+        *index_out = get_u32be(v + 8);
+    }
+    free(v);
+    return rc;
+}
+
+int chain_store_get_grant(chain_store *st, const chain_hash *id, chain_grant_record *out)
+{
+    uint8_t k[CHAIN__KEY_MAX], *v = NULL;
+    size_t kl, n = 0;
+    if (st == NULL || id == NULL || out == NULL) return CHAIN_EINVAL;
+    kl = chain__key_grant(k, id);
+    int rc = chain__store_get(st, &v, &n, k, kl);
+    if (rc != CHAIN_OK) return rc;
+    if (n != 2 * CHAIN_KEY_LEN) {
+        free(v);
+        return CHAIN_EIO;
+    }
+    chain_pubkey patient, grantee;
+    memcpy(patient.b, v, CHAIN_KEY_LEN);
+    memcpy(grantee.b, v + CHAIN_KEY_LEN, CHAIN_KEY_LEN);
+    free(v);
+    kl = chain__key_pair(k, &patient, &grantee);
+    rc = chain__store_get(st, &v, &n, k, kl);
+    if (rc != CHAIN_OK) return rc == CHAIN_ENOTFOUND ? CHAIN_EIO : rc;   /* index without list */
+    chain_grant_record *recs = NULL;
+    uint32_t nr = 0;
+    rc = chain__grants_decode(&recs, &nr, v, n);
+    free(v);
+    if (rc != CHAIN_OK) return rc;
+    rc = CHAIN_EIO;
+    for (uint32_t i = 0; i < nr; i++) {
+        if (memcmp(recs[i].id.b, id->b, CHAIN_HASH_LEN) == 0) {
+            *out = recs[i];
+            rc = CHAIN_OK;
+            break;
+        }
+    }
+    free(recs);
+    return rc;
+}
+
+uint64_t chain_store_nonce(chain_store *st, const chain_pubkey *signer)
+{
+    uint8_t k[CHAIN__KEY_MAX], v[8];
+    size_t n = 0;
+    assert(st != NULL && signer != NULL);
+    size_t kl = chain__key_nonce(k, signer);
+    if (chain__store_read(st, v, sizeof v, &n, k, kl) != CHAIN_OK || n != 8) return 0;
+    return get_u64be(v);
+}
+
+int chain_store_guardian(chain_store *st, const chain_pubkey *patient, chain_pubkey *out)
+{
+    uint8_t k[CHAIN__KEY_MAX];
+    size_t n = 0;
+    chain_pubkey g;
+    if (st == NULL || patient == NULL || out == NULL) return CHAIN_EINVAL;
+    size_t kl = chain__key_guardian(k, patient);
+    int rc = chain__store_read(st, g.b, sizeof g.b, &n, k, kl);
+    if (rc == CHAIN_EBOUNDS || (rc == CHAIN_OK && n != CHAIN_KEY_LEN)) return CHAIN_EIO;
+    if (rc == CHAIN_OK) *out = g;
+    return rc;
+}
+
+int chain_store_institution(chain_store *st, const chain_pubkey *key, chain_institution *out)
+{
+    uint8_t k[CHAIN__KEY_MAX], *v = NULL;
+    size_t n = 0;
+    if (st == NULL || key == NULL || out == NULL) return CHAIN_EINVAL;
+    size_t kl = chain__key_inst(k, key);
+    int rc = chain__store_get(st, &v, &n, k, kl);
+    if (rc != CHAIN_OK) return rc;
+    rc = chain__inst_decode(out, v, n);
+    free(v);
+    return rc;
+}
+
+/* One pair list: calls fn per record; returns fn's non-zero value or an error. */
+static int pair_each(const char *v, size_t n, chain_grant_fn fn, void *arg)
+{
+    chain_grant_record *recs = NULL;
+    uint32_t nr = 0;
+    int rc = chain__grants_decode(&recs, &nr, (const uint8_t *)v, n);
+    for (uint32_t i = 0; rc == CHAIN_OK && i < nr; i++) rc = fn(arg, &recs[i]);
+    free(recs);
+    return rc;
+}
+
+int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient, chain_grant_fn fn,
+                               void *arg)
+{
+    uint8_t lo[1 + CHAIN_KEY_LEN], hi[1 + CHAIN_KEY_LEN];
+    if (st == NULL || patient == NULL || fn == NULL) return CHAIN_EINVAL;
+    lo[0] = CHAIN__PFX_PAIR;
+    memcpy(lo + 1, patient->b, CHAIN_KEY_LEN);
+    /* Upper bound: the prefix with its last byte incremented (carrying). */
+    memcpy(hi, lo, sizeof hi);
+    int i = (int)sizeof hi - 1;
+    while (i >= 0 && hi[i] == 0xff) hi[i--] = 0;
+    assert(i >= 0);   /* the 'P' byte never overflows */
+    hi[i]++;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof hi);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[CF_STATE]);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, sizeof lo); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const char *key = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (kl != 1 + 2 * CHAIN_KEY_LEN || memcmp(key, lo, sizeof lo) != 0) {
+            rc = CHAIN_EIO;
+            break;
+        }
+        rc = pair_each(v, vl, fn, arg);
+    }
+    char *err = NULL;
+    if (rc == 0) rocksdb_iter_get_error(it, &err);
+    if (err != NULL) rc = rdb_err(err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ meta */
+
+static int meta_key(char *out, const char *key)
+{
+    size_t n = strnlen(key, META_KEY_LEN_MAX + 1);
+    if (n == 0 || n > META_KEY_LEN_MAX) return -1;
+    memcpy(out, META_USER_PREFIX, 2);
+    memcpy(out + 2, key, n);
+    return (int)(n + 2);
+}
+
+int chain_store_put_meta(chain_store *st, const char *key, const uint8_t *val, size_t len)
+{
+    char k[2 + META_KEY_LEN_MAX];
+    if (st == NULL || key == NULL || (val == NULL && len != 0)) return CHAIN_EINVAL;
+    int kl = meta_key(k, key);
+    if (kl < 0 || len > META_VAL_LEN_MAX) return CHAIN_EBOUNDS;
+    char *err = NULL;
+    rocksdb_put_cf(st->db, st->wsync, st->cf[CF_META], k, (size_t)kl, len ? (const char *)val : "",
+                   len, &err);
+    return rdb_err(err);
+}
+
+int chain_store_get_meta(chain_store *st, const char *key, uint8_t **out, size_t *len_out)
+{
+    char k[2 + META_KEY_LEN_MAX];
+    if (st == NULL || key == NULL || out == NULL || len_out == NULL) return CHAIN_EINVAL;
+    int kl = meta_key(k, key);
+    if (kl < 0) return CHAIN_EBOUNDS;
+    return cf_get(st, CF_META, out, len_out, k, (size_t)kl);
+}
