@@ -305,6 +305,74 @@ int node__p2p_conn_send(node__p2p_conn *c, const uint8_t *frame, size_t len);
 /* Closes the link once; `why` is logged at debug for clean closes. */
 void node__p2p_conn_close(node__p2p_conn *c, const char *why);
 
+/* --- the transport (p2p.c, p2p_sync.c). */
+typedef struct node__p2p_slot {
+    node_p2p *p;
+    uint32_t index;               /* validator index */
+    uv_timer_t timer;             /* next dial */
+    uv_getaddrinfo_t *resolving;  /* name lookup in flight */
+    node__p2p_conn *dialing;      /* our attempt, not yet authenticated */
+    node__p2p_conn *link;         /* the authenticated link */
+    uint32_t backoff_ms;          /* delay before the next attempt after a failure */
+    uint64_t height;              /* last status */
+} node__p2p_slot;
+
+struct node_p2p {
+    uv_loop_t *loop;
+    const chain_genesis *g;
+    const node_logger *log;
+    node_p2p_callbacks cb;
+    void *arg;
+    const chain_key *key;         /* signs our Hello */
+    chain_key *own_key;           /* a full node's ephemeral key (owned) */
+    chain_pubkey self_pub;
+    int self_index;               /* -1: full node or unknown key */
+    node_p2p_role role;
+    char listen_addr[NODE_ADDR_MAX];
+    int accept_full;
+    size_t queue_max;
+    SSL_CTX *tls;
+    uv_tcp_t listener;
+    int listener_open;
+    int port;
+    node__p2p_slot peers[CHAIN_VALIDATORS_MAX];
+    node__p2p_conn *conns;        /* every link, any state */
+    uint32_t n_pending;           /* links not authenticated (yet) */
+    uint32_t next_full_id;
+    uint32_t n_resolving;
+    node__p2p_seen seen;
+    /* block sync: at most one request in flight */
+    uv_timer_t sync_timer;        /* request deadline, or the end of a hold */
+    uint64_t height;              /* ours */
+    uint64_t target;              /* node_p2p_fetch */
+    uint32_t sync_peer;           /* NODE_P2P_NO_PEER when idle */
+    uint64_t sync_from;
+    uint32_t sync_count;
+    uint32_t sync_rr;             /* round-robin start among peers */
+    uint64_t sync_hold_until;     /* loop time; no automatic request before */
+    int started, stopping;
+    uint32_t open_handles;        /* listener and timers not yet closed */
+    void (*done)(void *arg);
+    void *done_arg;
+    void (*hello_hook)(void *arg, node_p2p_hello *h);
+    void *hello_hook_arg;
+    node_p2p_stats st;
+};
+
+void node__p2p_link(node_p2p *p, node__p2p_conn *c);
+node__p2p_conn *node__p2p_find(const node_p2p *p, uint32_t peer);
+int node__p2p_dials(const node_p2p *p, uint32_t j);
+void node__p2p_dial_cb(uv_timer_t *t);
+/* Sends on an authenticated link; NODE_EIO if it is not up. */
+int node__p2p_send_frame(node__p2p_conn *c, const uint8_t *frame, size_t len);
+/* Counts a dropped frame, logs why, closes the link. */
+void node__p2p_drop(node__p2p_conn *c, const char *why);
+void node__p2p_send_status(node__p2p_conn *c);
+void node__p2p_on_status(node__p2p_conn *c, uint64_t height);
+void node__p2p_serve_blocks(node__p2p_conn *c, uint64_t from, uint32_t count);
+void node__p2p_on_blocks(node__p2p_conn *c, const node__p2p_msg *m);
+void node__p2p_sync_peer_down(node_p2p *p, uint32_t peer);
+
 /* Called by p2p_conn.c into the transport (p2p.c). */
 void node__p2p_on_secure(node__p2p_conn *c);                 /* TLS done: send Hello */
 void node__p2p_on_frame(node__p2p_conn *c, const uint8_t *buf, size_t len);
