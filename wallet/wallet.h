@@ -199,6 +199,30 @@ void wallet_testnet_defaults(wallet_testnet_opts *o);
 int wallet_testnet_write(chain_genesis *g_out, char *err, const wallet_testnet_opts *o,
                          const char *dir) CHAIN_WUR;
 
+/* ------------------------------------------------------------------ keep-alive */
+/* One keep-alive HTTP/1.1 connection with pipelining, for load generators
+ * (bench/) that must measure the node rather than TCP handshakes. Requests
+ * go out in order and answers come back in order; at most
+ * WALLET_CONN_PIPELINE_MAX may be unanswered. A transport or parse error
+ * drops the TCP connection (the next send reconnects) and forgets what was
+ * in flight. Responses are bounded like wallet_client_request's. */
+#define WALLET_CONN_PIPELINE_MAX 1024
+typedef struct wallet_conn wallet_conn;
+
+int wallet_conn_open(wallet_conn **out, char *err, const wallet_client *c) CHAIN_WUR;
+void wallet_conn_close(wallet_conn *k);
+int wallet_conn_send(wallet_conn *k, char *err, const char *method, const char *target,
+                     const char *content_type, const uint8_t *body, size_t body_len) CHAIN_WUR;
+/* The answer to the oldest unanswered request; any status is returned. */
+int wallet_conn_recv(wallet_conn *k, wallet_http_response *out, char *err) CHAIN_WUR;
+/* send + recv with nothing else in flight; on a connection that has answered
+ * before, a failed exchange is retried once on a fresh connection (the node
+ * may have closed it as idle). */
+int wallet_conn_request(wallet_conn *k, wallet_http_response *out, char *err, const char *method,
+                        const char *target, const char *content_type, const uint8_t *body,
+                        size_t body_len) CHAIN_WUR;
+unsigned wallet_conn_in_flight(const wallet_conn *k);
+
 #ifdef __cplusplus
 }
 #endif
