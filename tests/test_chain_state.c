@@ -1,0 +1,1131 @@
+/* test_chain_state.c — the store, execution and check of chain/.
+ *
+ * Every test runs against a real RocksDB in a fresh mkdtemp directory
+ * (removed at the end) with a genesis of 4 validators (keys 100..103) and
+ * three institutions: key 200 gateway+grantee, 201 grantee only, 202
+ * gateway only. Patients are keys 1..9, a guardian key 10, a stranger 11.
+ * Each submit() commits a block of one tx one second after the last block.
+ * Randomness: none; keys are derived from small integers.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chain/chain.h"
+#include "chain/chain_internal.h"
+#include "chain/smt.h"
+
+#define CID "consent-test"
+#define GEN_MS 1795000000000ull
+#define KEYS_MAX 256
+#define K_GW 200
+#define K_LAB 201
+#define K_GWONLY 202
+#define K_GUARD 10
+#define K_STRANGER 11
+#define K_NEW 50
+
+/* ------------------------------------------------------------------ fixture */
+
+typedef struct {
+    char dir[64];
+    chain_genesis *g;
+    chain_store *st;
+    uint64_t time_ms;            /* time of the last block */
+    uint64_t nonce[KEYS_MAX];
+    chain_key *keys[KEYS_MAX];
+} fx;
+
+static chain_key *key_n(fx *f, unsigned n)
+{
+    ck_assert_uint_lt(n, KEYS_MAX);
+    if (f->keys[n] == NULL) {
+        uint8_t sec[32] = {0};
+        sec[29] = 7;
+        sec[30] = (uint8_t)(n >> 8);
+        sec[31] = (uint8_t)(n + 1);
+        f->keys[n] = chain_key_create(sec);
+        ck_assert_ptr_nonnull(f->keys[n]);
+    }
+    return f->keys[n];
+}
+
+static chain_pubkey pub_n(fx *f, unsigned n)
+{
+    chain_pubkey p;
+    chain_key_pubkey(key_n(f, n), &p);
+    return p;
+}
+
+static chain_genesis *genesis_make(fx *f, const char *chain_id)
+{
+    char js[4096], hex[65];
+    size_t off = (size_t)snprintf(js, sizeof js, "{\"chain_id\":\"%s\",\"time_ms\":%llu,\"validators\":[",
+                                  chain_id, (unsigned long long)GEN_MS);
+    for (unsigned i = 0; i < 4; i++) {
+        chain_pubkey p = pub_n(f, 100 + i);
+        chain_hex(hex, p.b, 32);
+        off += (size_t)snprintf(js + off, sizeof js - off,
+                                "%s{\"name\":\"hospital-%u\",\"key\":\"%s\",\"p2p\":\"127.0.0.1:%u\"}",
+                                i ? "," : "", i, hex, 7800 + i);
+    }
+    static const char *const roles[3] = {"[\"gateway\",\"grantee\"]", "[\"grantee\"]", "[\"gateway\"]"};
+    off += (size_t)snprintf(js + off, sizeof js - off, "],\"institutions\":[");
+    for (unsigned i = 0; i < 3; i++) {
+        chain_pubkey p = pub_n(f, 200 + i);
+        chain_hex(hex, p.b, 32);
+        off += (size_t)snprintf(js + off, sizeof js - off, "%s{\"name\":\"inst-%u\",\"key\":\"%s\",\"roles\":%s}",
+                                i ? "," : "", i, hex, roles[i]);
+    }
+    snprintf(js + off, sizeof js - off, "]}");
+    chain_genesis *g = malloc(sizeof *g);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(chain_genesis_parse(g, js, strlen(js)), 0);
+    return g;
+}
+
+static fx *fx_open(void)
+{
+    fx *f = calloc(1, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    strcpy(f->dir, "/tmp/chain_state_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    f->g = genesis_make(f, CID);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    f->time_ms = GEN_MS;
+    return f;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void fx_close(fx *f)
+{
+    chain_store_close(f->st);
+    rm_rf(f->dir);
+    for (unsigned i = 0; i < KEYS_MAX; i++) chain_key_destroy(f->keys[i]);
+    free(f->g);
+    free(f);
+}
+
+/* A tx of `type` created at the next block's time. */
+static void base(fx *f, chain_tx *t, chain_tx_type type)
+{
+    memset(t, 0, sizeof *t);
+    strcpy(t->chain_id, CID);
+    t->type = type;
+    t->created_at = (f->time_ms + 1000) / 1000;
+}
+
+static void grant(fx *f, chain_tx *t, unsigned patient, unsigned grantee, const char *scope,
+                  const char *purpose, uint64_t nb, uint64_t na)
+{
+    base(f, t, CHAIN_TX_GRANT);
+    t->body.grant.patient = pub_n(f, patient);
+    t->body.grant.grantee = pub_n(f, grantee);
+    t->body.grant.n_scopes = 1;
+    strcpy(t->body.grant.scopes[0].s, scope);
+    t->body.grant.n_purposes = 1;
+    strcpy(t->body.grant.purposes[0].s, purpose);
+    t->body.grant.not_before = nb;
+    t->body.grant.not_after = na;
+}
+
+/* A day-long grant valid from now, Observation/TREAT. */
+static void grant_std(fx *f, chain_tx *t, unsigned patient, unsigned grantee)
+{
+    uint64_t now = (f->time_ms + 1000) / 1000;
+    grant(f, t, patient, grantee, "Observation", "TREAT", now - 10, now + 86400);
+}
+
+static size_t sign_encode(fx *f, chain_tx *t, unsigned signer, uint8_t *buf)
+{
+    size_t n = 0;
+    ck_assert_int_eq(chain_tx_sign(t, key_n(f, signer)), 0);
+    ck_assert_int_eq(chain_tx_encode(buf, CHAIN_TX_BYTES_MAX, &n, t), 0);
+    return n;
+}
+
+/* Commits a block holding one tx; returns the tx's result (no block on error). */
+static int commit_tx(fx *f, const uint8_t *tx, size_t len)
+{
+    chain_exec *ex = NULL;
+    chain_block b;
+    chain_block_init(&b);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    int rc = chain_exec_tx(ex, tx, len, 0);
+    if (rc == 0) {
+        ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+        ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
+        f->time_ms += 1000;
+    }
+    chain_exec_abort(ex);
+    chain_block_free(&b);
+    return rc;
+}
+
+/* Signs t with the signer's next nonce and commits it; *id gets the tx hash. */
+static int submit_id(fx *f, chain_tx *t, unsigned signer, chain_hash *id)
+{
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    t->nonce = f->nonce[signer] + 1;
+    size_t n = sign_encode(f, t, signer, buf);
+    if (id != NULL) chain_tx_hash(id, buf, n);
+    int rc = commit_tx(f, buf, n);
+    if (rc == 0) f->nonce[signer] = t->nonce;
+    return rc;
+}
+
+static int submit(fx *f, chain_tx *t, unsigned signer)
+{
+    return submit_id(f, t, signer, NULL);
+}
+
+static chain_check_result check(fx *f, unsigned patient, unsigned grantee, const char *scope,
+                                const char *purpose, uint64_t at)
+{
+    chain_check_result r;
+    chain_pubkey p = pub_n(f, patient), g = pub_n(f, grantee);
+    ck_assert_int_eq(chain_check(f->st, &r, &p, &g, scope, purpose, at), 0);
+    return r;
+}
+
+static uint64_t now_s(fx *f)
+{
+    return f->time_ms / 1000;
+}
+
+static void revoke_tx(fx *f, chain_tx *t, const chain_hash *id)
+{
+    base(f, t, CHAIN_TX_REVOKE);
+    t->body.revoke.grant_id = *id;
+}
+
+static void set_guardian(fx *f, chain_tx *t, unsigned guardian, int remove)
+{
+    base(f, t, CHAIN_TX_SET_GUARDIAN);
+    t->body.set_guardian.guardian = pub_n(f, guardian);
+    t->body.set_guardian.remove = remove;
+}
+
+/* ------------------------------------------------------------------ grants and checks */
+
+START_TEST(test_grant_then_check_permits)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_hash id, root0, root1;
+    chain_store_state_root(f->st, &root0);
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 1, &id), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), 1);
+    chain_store_state_root(f->st, &root1);
+    ck_assert_mem_ne(root0.b, root1.b, 32);
+
+    chain_check_result r = check(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    ck_assert_int_eq(r.has_grant, 1);
+    ck_assert_mem_eq(r.grant.id.b, id.b, 32);
+    ck_assert_uint_eq(r.height, 1);
+    ck_assert_int_eq(r.grant.status, CHAIN_GRANT_ACTIVE);
+    ck_assert_uint_eq(r.grant.granted_height, 1);
+
+    chain_grant_record rec;
+    ck_assert_int_eq(chain_store_get_grant(f->st, &id, &rec), 0);
+    ck_assert_str_eq(rec.grant.scopes[0].s, "Observation");
+    chain_pubkey p1 = pub_n(f, 1);
+    ck_assert_mem_eq(rec.granted_by.b, p1.b, 32);
+    uint64_t h = 0;
+    uint32_t idx = 9;
+    ck_assert_int_eq(chain_store_get_tx(f->st, &id, &h, &idx), 0);
+    ck_assert_uint_eq(h, 1);
+    ck_assert_uint_eq(idx, 0);
+    ck_assert_uint_eq(chain_store_nonce(f->st, &p1), 1);
+    chain_hash other = id;
+    other.b[0] ^= 1;
+    ck_assert_int_eq(chain_store_get_tx(f->st, &other, &h, &idx), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_store_get_grant(f->st, &other, &rec), CHAIN_ENOTFOUND);
+
+    /* The block is stored with its header. */
+    chain_block b;
+    chain_block_init(&b);
+    ck_assert_int_eq(chain_store_get_block(f->st, 1, &b), 0);
+    ck_assert_uint_eq(b.n_txs, 1);
+    chain_hash bh, tip;
+    chain_header_hash(&b.hdr, &bh);
+    chain_store_tip_hash(f->st, &tip);
+    ck_assert_mem_eq(bh.b, tip.b, 32);
+    ck_assert_mem_eq(b.hdr.state_root.b, root1.b, 32);
+    chain_block_free(&b);
+    ck_assert_int_eq(chain_store_get_block(f->st, 2, &b), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_store_get_block(f->st, 0, &b), CHAIN_ENOTFOUND);
+    fx_close(f);
+}
+END_TEST
+
+/* The pair list and its state-tree proof verify against the committed root:
+ * the basis of a verifiable permit or deny. */
+START_TEST(test_pair_list_proves_against_root)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    chain_pubkey p = pub_n(f, 1), g = pub_n(f, K_GW), g2 = pub_n(f, K_LAB);
+    uint8_t k[CHAIN__KEY_MAX], *v = NULL;
+    size_t kl = chain__key_pair(k, &p, &g), vl = 0;
+    ck_assert_int_eq(chain__store_get(f->st, &v, &vl, k, kl), 0);
+    chain_hash leaf, val, root;
+    ck_assert_int_eq(chain__state_leaf_key(&leaf, k, kl), 1);
+    chain__state_leaf_val(&val, v, vl);
+    free(v);
+    chain_store_state_root(f->st, &root);
+    chain__smt_backend be;
+    chain__store_smt_backend(f->st, &be);
+    chain__smt_proof *pr = malloc(sizeof *pr);
+    ck_assert_ptr_nonnull(pr);
+    ck_assert_int_eq(chain__smt_prove(&be, pr, &root, &leaf), 0);
+    ck_assert_int_eq(chain__smt_verify(&root, &leaf, &val, pr), 0);
+    /* Absence of a pair with no grant is provable too. */
+    kl = chain__key_pair(k, &p, &g2);
+    ck_assert_int_eq(chain__state_leaf_key(&leaf, k, kl), 1);
+    ck_assert_int_eq(chain__smt_prove(&be, pr, &root, &leaf), 0);
+    ck_assert_int_eq(chain__smt_verify(&root, &leaf, NULL, pr), 0);
+    free(pr);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_every_deny_reason)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_hash id;
+    uint64_t now = (f->time_ms + 1000) / 1000;
+    /* Patient 1: a grant from now+100 to now+200. */
+    grant(f, &t, 1, K_GW, "Observation", "TREAT", now + 100, now + 200);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    chain_check_result r = check(f, 1, K_GW, "Observation", "TREAT", now + 50);
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grant not yet valid");
+    ck_assert_int_eq(r.has_grant, 1);
+    r = check(f, 1, K_GW, "Observation", "TREAT", now + 200);
+    ck_assert_str_eq(r.reason, "grant expired");
+    r = check(f, 1, K_GW, "Observation", "TREAT", now + 100);
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    r = check(f, 1, K_GW, "Condition", "TREAT", now + 150);
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "scope not covered");
+    r = check(f, 1, K_GW, "Observation", "HRESCH", now + 150);
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "purpose not covered");
+    r = check(f, 2, K_GW, "Observation", "TREAT", now + 150);
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_int_eq(r.has_grant, 0);
+    ck_assert_str_eq(r.reason, "no grant from this patient to this grantee");
+    r = check(f, 1, K_LAB, "Observation", "TREAT", now + 150);
+    ck_assert_str_eq(r.reason, "no grant from this patient to this grantee");
+    /* Revoked. */
+    grant_std(f, &t, 3, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 3, &id), 0);
+    revoke_tx(f, &t, &id);
+    ck_assert_int_eq(submit(f, &t, 3), 0);
+    r = check(f, 3, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grant revoked");
+    /* A second, covering grant wins over the revoked one. */
+    grant_std(f, &t, 3, K_GW);
+    ck_assert_int_eq(submit(f, &t, 3), 0);
+    r = check(f, 3, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    /* Bad codes are an error, not a deny. */
+    chain_pubkey p = pub_n(f, 1), g = pub_n(f, K_GW);
+    ck_assert_int_eq(chain_check(f->st, &r, &p, &g, "NotAScope", "TREAT", now), CHAIN_ECODE);
+    ck_assert_int_eq(chain_check(f->st, &r, &p, &g, "Observation", "NOPE", now), CHAIN_ECODE);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_revoke_rules)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_hash id1, id2, missing;
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 1, &id1), 0);
+    /* A stranger may not revoke. */
+    revoke_tx(f, &t, &id1);
+    ck_assert_int_eq(submit(f, &t, K_STRANGER), CHAIN_EPERM);
+    /* Nor may the grantee. */
+    revoke_tx(f, &t, &id1);
+    ck_assert_int_eq(submit(f, &t, K_GW), CHAIN_EPERM);
+    /* The patient may, once. */
+    revoke_tx(f, &t, &id1);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    chain_grant_record rec;
+    ck_assert_int_eq(chain_store_get_grant(f->st, &id1, &rec), 0);
+    ck_assert_int_eq(rec.status, CHAIN_GRANT_REVOKED);
+    ck_assert_uint_eq(rec.revoked_height, chain_store_height(f->st));
+    revoke_tx(f, &t, &id1);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ESTATE);
+    /* Unknown grant. */
+    memset(missing.b, 0x42, 32);
+    revoke_tx(f, &t, &missing);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ENOTFOUND);
+    /* The guardian may revoke for the patient. */
+    set_guardian(f, &t, K_GUARD, 0);
+    ck_assert_int_eq(submit(f, &t, 2), 0);
+    grant_std(f, &t, 2, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 2, &id2), 0);
+    revoke_tx(f, &t, &id2);
+    ck_assert_int_eq(submit(f, &t, K_GUARD), 0);
+    ck_assert_int_eq(chain_store_get_grant(f->st, &id2, &rec), 0);
+    ck_assert_int_eq(rec.status, CHAIN_GRANT_REVOKED);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_guardian_set_and_remove)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_pubkey p = pub_n(f, 1), gk = pub_n(f, K_GUARD), out;
+    /* The guardian cannot grant before being named. */
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit(f, &t, K_GUARD), CHAIN_EPERM);
+    ck_assert_int_eq(chain_store_guardian(f->st, &p, &out), CHAIN_ENOTFOUND);
+    /* Removing a guardian that is not there. */
+    set_guardian(f, &t, K_GUARD, 1);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ENOTFOUND);
+    /* One's own guardian: refused. */
+    set_guardian(f, &t, 1, 0);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_EPERM);
+    set_guardian(f, &t, K_GUARD, 0);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    ck_assert_int_eq(chain_store_guardian(f->st, &p, &out), 0);
+    ck_assert_mem_eq(out.b, gk.b, 32);
+    /* Now the guardian grants for the patient. */
+    chain_hash id;
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, K_GUARD, &id), 0);
+    chain_grant_record rec;
+    ck_assert_int_eq(chain_store_get_grant(f->st, &id, &rec), 0);
+    ck_assert_mem_eq(rec.granted_by.b, gk.b, 32);
+    ck_assert_mem_eq(rec.grant.patient.b, p.b, 32);
+    /* But not for another patient. */
+    grant_std(f, &t, 2, K_GW);
+    ck_assert_int_eq(submit(f, &t, K_GUARD), CHAIN_EPERM);
+    /* Removal must name the current guardian. */
+    set_guardian(f, &t, K_STRANGER, 1);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ESTATE);
+    set_guardian(f, &t, K_GUARD, 1);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    ck_assert_int_eq(chain_store_guardian(f->st, &p, &out), CHAIN_ENOTFOUND);
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit(f, &t, K_GUARD), CHAIN_EPERM);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_replayed_nonce_refused)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = 5;
+    size_t n = sign_encode(f, &t, 1, buf);
+    ck_assert_int_eq(commit_tx(f, buf, n), 0);
+    /* The same bytes again, and a lower nonce. */
+    ck_assert_int_eq(commit_tx(f, buf, n), CHAIN_ENONCE);
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = 4;
+    n = sign_encode(f, &t, 1, buf);
+    ck_assert_int_eq(commit_tx(f, buf, n), CHAIN_ENONCE);
+    /* Within one block: the second copy is refused. */
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = 6;
+    n = sign_encode(f, &t, 1, buf);
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), CHAIN_ENONCE);
+    chain_exec_abort(ex);
+    chain_pubkey p = pub_n(f, 1);
+    ck_assert_uint_eq(chain_store_nonce(f->st, &p), 5);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_grant_rules)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    /* Unknown grantee; grantee without the grantee role. */
+    grant_std(f, &t, 1, K_STRANGER);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ENOTFOUND);
+    grant_std(f, &t, 1, K_GWONLY);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_EPERM);
+    /* A stranger grants for patient 1. */
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit(f, &t, K_STRANGER), CHAIN_EPERM);
+    /* Already over at block time. */
+    uint64_t now = (f->time_ms + 1000) / 1000;
+    grant(f, &t, 1, K_GW, "Observation", "TREAT", now - 100, now);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ETIME);
+    /* Created too far from the block time. */
+    grant_std(f, &t, 1, K_GW);
+    t.created_at = now - CHAIN_TX_CLOCK_SKEW_S - 1;
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ETIME);
+    grant_std(f, &t, 1, K_GW);
+    t.created_at = now + CHAIN_TX_CLOCK_SKEW_S;
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    /* Wrong chain id. */
+    grant_std(f, &t, 1, K_GW);
+    strcpy(t.chain_id, "other-chain");
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ECHAINID);
+    /* Bad signature: refused unless the caller vouches it checked it. */
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = 100;
+    ck_assert_int_eq(chain_tx_sign(&t, key_n(f, 1)), 0);
+    t.sig.b[5] ^= 1;
+    size_t n = 0;
+    ck_assert_int_eq(chain_tx_encode(buf, sizeof buf, &n, &t), 0);
+    ck_assert_int_eq(commit_tx(f, buf, n), CHAIN_ESIG);
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 1), 0);
+    chain_exec_abort(ex);
+    /* Garbage and oversize input. */
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    memset(buf, 0xff, 64);
+    ck_assert_int_lt(chain_exec_tx(ex, buf, 64, 0), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, 0, 0), CHAIN_EBOUNDS);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, CHAIN_TX_BYTES_MAX + 1, 0), CHAIN_EBOUNDS);
+    chain_exec_abort(ex);
+    fx_close(f);
+}
+END_TEST
+
+/* A full pair list refuses a new grant until something is revoked or
+ * expired; then the inactive records are pruned. */
+START_TEST(test_pair_list_full_then_pruned)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_hash ids[CHAIN_GRANTS_PER_PAIR_MAX];
+    chain_exec *ex = NULL;
+    chain_block b;
+    chain_block_init(&b);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    for (unsigned i = 0; i < CHAIN_GRANTS_PER_PAIR_MAX; i++) {
+        grant_std(f, &t, 1, K_GW);
+        t.nonce = ++f->nonce[1];
+        size_t n = sign_encode(f, &t, 1, buf);
+        chain_tx_hash(&ids[i], buf, n);
+        ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    }
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
+    chain_exec_abort(ex);
+    chain_block_free(&b);
+    f->time_ms += 1000;
+    chain_hash root0, root1;
+    chain_store_state_root(f->st, &root0);
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_ESTATE);
+    chain_store_state_root(f->st, &root1);
+    ck_assert_mem_eq(root0.b, root1.b, 32);
+    revoke_tx(f, &t, &ids[3]);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    chain_hash nid;
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 1, &nid), 0);
+    chain_grant_record rec;
+    ck_assert_int_eq(chain_store_get_grant(f->st, &ids[3], &rec), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_store_get_grant(f->st, &ids[4], &rec), 0);
+    ck_assert_int_eq(chain_store_get_grant(f->st, &nid, &rec), 0);
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ access records */
+
+static void access_tx(fx *f, chain_tx *t, const chain_hash *id, const char *scope, const char *purpose)
+{
+    base(f, t, CHAIN_TX_ACCESS_RECORD);
+    t->body.access_record.grant_id = *id;
+    strcpy(t->body.access_record.scope.s, scope);
+    strcpy(t->body.access_record.purpose.s, purpose);
+    memset(t->body.access_record.request_hash.b, 0x33, 32);
+}
+
+START_TEST(test_access_record_rules)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_hash id, aid, missing, later;
+    /* The grant is to the grantee-only lab; gateway 200 releases under it. */
+    grant_std(f, &t, 1, K_LAB);
+    ck_assert_int_eq(submit_id(f, &t, 1, &id), 0);
+    access_tx(f, &t, &id, "Observation", "TREAT");
+    ck_assert_int_eq(submit_id(f, &t, K_GW, &aid), 0);
+    uint8_t k[CHAIN__KEY_MAX], *v = NULL;
+    size_t vl = 0;
+    chain_pubkey p = pub_n(f, 1);
+    size_t kl = chain__key_access(k, &p, &id, &aid);
+    ck_assert_int_eq(chain__store_get(f->st, &v, &vl, k, kl), 0);
+    ck_assert_uint_gt(vl, 0);
+    free(v);
+    /* Not a gateway: the patient, the lab, a stranger. */
+    access_tx(f, &t, &id, "Observation", "TREAT");
+    ck_assert_int_eq(submit(f, &t, 1), CHAIN_EPERM);
+    access_tx(f, &t, &id, "Observation", "TREAT");
+    ck_assert_int_eq(submit(f, &t, K_LAB), CHAIN_EPERM);
+    access_tx(f, &t, &id, "Observation", "TREAT");
+    ck_assert_int_eq(submit(f, &t, K_STRANGER), CHAIN_EPERM);
+    /* Not covered. */
+    access_tx(f, &t, &id, "Condition", "TREAT");
+    ck_assert_int_eq(submit(f, &t, K_GWONLY), CHAIN_EPERM);
+    access_tx(f, &t, &id, "Observation", "HRESCH");
+    ck_assert_int_eq(submit(f, &t, K_GWONLY), CHAIN_EPERM);
+    memset(missing.b, 0x24, 32);
+    access_tx(f, &t, &missing, "Observation", "TREAT");
+    ck_assert_int_eq(submit(f, &t, K_GWONLY), CHAIN_ENOTFOUND);
+    /* Not yet valid. */
+    uint64_t now = (f->time_ms + 1000) / 1000;
+    grant(f, &t, 2, K_LAB, "Observation", "TREAT", now + 1000, now + 2000);
+    ck_assert_int_eq(submit_id(f, &t, 2, &later), 0);
+    access_tx(f, &t, &later, "Observation", "TREAT");
+    ck_assert_int_eq(submit(f, &t, K_GW), CHAIN_ETIME);
+    /* Revoked. */
+    revoke_tx(f, &t, &id);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    access_tx(f, &t, &id, "Observation", "TREAT");
+    ck_assert_int_eq(submit(f, &t, K_GW), CHAIN_ESTATE);
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ governance */
+
+static void institution(fx *f, chain_tx *t, chain_tx_type type, unsigned key, unsigned n_end,
+                        unsigned first_endorser)
+{
+    base(f, t, type);
+    chain_institution_tx *b = &t->body.institution;
+    b->key = pub_n(f, key);
+    if (type == CHAIN_TX_REGISTER_INSTITUTION) {
+        strcpy(b->name, "new-lab");
+        b->roles = CHAIN_ROLE_GRANTEE;
+    }
+    chain_hash h;
+    ck_assert_int_eq(chain_institution_sighash(&h, CID, type, b), 0);
+    b->n_endorsements = n_end;
+    for (unsigned i = 0; i < n_end; i++) {
+        unsigned k = first_endorser + i;
+        b->endorsements[i].signer = pub_n(f, k);
+        ck_assert_int_eq(chain_sign(key_n(f, k), &b->endorsements[i].sig, &h), 0);
+    }
+}
+
+START_TEST(test_governance)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_institution inst;
+    chain_pubkey nk = pub_n(f, K_NEW);
+    /* Quorum of 4 validators is 3: two endorsements are not enough. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 2, 100);
+    ck_assert_int_eq(submit(f, &t, 100), CHAIN_EPERM);
+    /* Signed by a non-validator. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 3, 100);
+    ck_assert_int_eq(submit(f, &t, K_GW), CHAIN_EPERM);
+    /* An endorsement by a non-validator. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 3, 100);
+    t.body.institution.endorsements[2].signer = pub_n(f, K_GW);
+    ck_assert_int_eq(submit(f, &t, 100), CHAIN_EPERM);
+    /* A bad endorsement signature. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 3, 100);
+    t.body.institution.endorsements[1].sig.b[0] ^= 1;
+    ck_assert_int_eq(submit(f, &t, 100), CHAIN_ESIG);
+    ck_assert_int_eq(chain_store_institution(f->st, &nk, &inst), CHAIN_ENOTFOUND);
+    /* Quorum: accepted. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 3, 101);
+    ck_assert_int_eq(submit(f, &t, 100), 0);
+    ck_assert_int_eq(chain_store_institution(f->st, &nk, &inst), 0);
+    ck_assert_str_eq(inst.name, "new-lab");
+    ck_assert_uint_eq(inst.roles, CHAIN_ROLE_GRANTEE);
+    /* Once: a second registration is refused. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 4, 100);
+    ck_assert_int_eq(submit(f, &t, 101), CHAIN_EEXISTS);
+    /* The new institution can receive grants. */
+    grant_std(f, &t, 1, K_NEW);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    /* Removal: not a validator, not an unknown key. */
+    institution(f, &t, CHAIN_TX_REMOVE_INSTITUTION, 102, 3, 100);
+    ck_assert_int_eq(submit(f, &t, 100), CHAIN_EPERM);
+    institution(f, &t, CHAIN_TX_REMOVE_INSTITUTION, K_STRANGER, 3, 100);
+    ck_assert_int_eq(submit(f, &t, 100), CHAIN_ENOTFOUND);
+    institution(f, &t, CHAIN_TX_REMOVE_INSTITUTION, K_NEW, 2, 100);
+    ck_assert_int_eq(submit(f, &t, 100), CHAIN_EPERM);
+    institution(f, &t, CHAIN_TX_REMOVE_INSTITUTION, K_NEW, 3, 100);
+    ck_assert_int_eq(submit(f, &t, 100), 0);
+    ck_assert_int_eq(chain_store_institution(f->st, &nk, &inst), CHAIN_ENOTFOUND);
+    grant_std(f, &t, 2, K_NEW);
+    ck_assert_int_eq(submit(f, &t, 2), CHAIN_ENOTFOUND);
+    /* Genesis institutions are there from the start. */
+    chain_pubkey v0 = pub_n(f, 100);
+    ck_assert_int_eq(chain_store_institution(f->st, &v0, &inst), 0);
+    ck_assert_uint_ne(inst.roles & CHAIN_ROLE_VALIDATOR, 0);
+    ck_assert_str_eq(inst.p2p_addr, "127.0.0.1:7800");
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ atomicity */
+
+START_TEST(test_failed_tx_changes_nothing)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    uint8_t a[CHAIN_TX_BYTES_MAX], bad[CHAIN_TX_BYTES_MAX], c[CHAIN_TX_BYTES_MAX];
+    chain_hash root0, id;
+    chain_store_state_root(f->st, &root0);
+    /* Alone, a failing tx leaves an empty block with the same root. */
+    chain_exec *ex = NULL;
+    chain_block b;
+    chain_block_init(&b);
+    revoke_tx(f, &t, &root0);
+    t.nonce = 1;
+    size_t nbad = sign_encode(f, &t, 1, bad);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, bad, nbad, 0), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    ck_assert_uint_eq(b.n_txs, 0);
+    ck_assert_mem_eq(b.hdr.state_root.b, root0.b, 32);
+    chain_exec_abort(ex);
+    chain_block_free(&b);
+
+    /* Between two good txs, a failing one (its nonce would have been new)
+     * leaves exactly the state of the two good ones. */
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = 1;
+    size_t na = sign_encode(f, &t, 1, a);
+    chain_tx_hash(&id, a, na);
+    grant_std(f, &t, 2, K_STRANGER);   /* unknown grantee */
+    t.nonce = 1;
+    nbad = sign_encode(f, &t, 2, bad);
+    revoke_tx(f, &t, &id);
+    t.nonce = 2;
+    size_t nc = sign_encode(f, &t, 1, c);
+
+    fx *g = fx_open();   /* a second store from the same genesis */
+    chain_block bb;
+    chain_block_init(&bb);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, a, na, 0), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, bad, nbad, 0), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_exec_tx(ex, c, nc, 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    chain_exec_abort(ex);
+    ck_assert_int_eq(chain_exec_begin(&ex, g->st, g->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, a, na, 0), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, c, nc, 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, &bb), 0);
+    chain_exec_abort(ex);
+    ck_assert_uint_eq(b.n_txs, 2);
+    ck_assert_mem_eq(b.hdr.state_root.b, bb.hdr.state_root.b, 32);
+    ck_assert_mem_eq(b.hdr.tx_root.b, bb.hdr.tx_root.b, 32);
+    chain_block_free(&b);
+    chain_block_free(&bb);
+    fx_close(g);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_exec_misuse)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_exec *ex = NULL, *ex2 = NULL;
+    chain_block b, b2;
+    chain_block_init(&b);
+    chain_block_init(&b2);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, GEN_MS - 1), CHAIN_ETIME);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_begin(&ex2, f->st, f->time_ms + 1000), 0);
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = 1;
+    size_t n = sign_encode(f, &t, 1, buf);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), CHAIN_ESTATE);   /* sealed */
+    /* A block that is not what was executed. */
+    b.hdr.time_ms++;
+    ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_EBLOCK);
+    b.hdr.time_ms--;
+    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
+    ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_ESTATE);     /* twice */
+    /* ex2 began on the old tip: stale now. */
+    ck_assert_int_eq(chain_exec_finish(ex2, &b2), 0);
+    ck_assert_int_eq(chain_exec_commit(ex2, &b2), CHAIN_ESTATE);
+    chain_exec_abort(ex);
+    chain_exec_abort(ex2);
+    chain_block_free(&b);
+    chain_block_free(&b2);
+    ck_assert_uint_eq(chain_store_height(f->st), 1);
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ persistence */
+
+static int count_grant(void *arg, const chain_grant_record *rec)
+{
+    (void)rec;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int stop_at_first(void *arg, const chain_grant_record *rec)
+{
+    (void)rec;
+    (*(int *)arg)++;
+    return 7;
+}
+
+START_TEST(test_commit_then_reopen)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    chain_hash id;
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 1, &id), 0);
+    grant_std(f, &t, 1, K_LAB);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    set_guardian(f, &t, K_GUARD, 0);
+    ck_assert_int_eq(submit(f, &t, 2), 0);
+    uint8_t vote[3] = {1, 2, 3};
+    ck_assert_int_eq(chain_store_put_meta(f->st, "cons/state", vote, sizeof vote), 0);
+    uint64_t h = chain_store_height(f->st);
+    chain_hash tip, root;
+    chain_store_tip_hash(f->st, &tip);
+    chain_store_state_root(f->st, &root);
+    chain_store_close(f->st);
+
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), h);
+    chain_hash tip2, root2;
+    chain_store_tip_hash(f->st, &tip2);
+    chain_store_state_root(f->st, &root2);
+    ck_assert_mem_eq(tip.b, tip2.b, 32);
+    ck_assert_mem_eq(root.b, root2.b, 32);
+    chain_check_result r = check(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    ck_assert_mem_eq(r.grant.id.b, id.b, 32);
+    int count = 0;
+    chain_pubkey p1 = pub_n(f, 1), p2 = pub_n(f, 2), gk = pub_n(f, K_GUARD), out;
+    ck_assert_int_eq(chain_store_patient_grants(f->st, &p1, count_grant, &count), 0);
+    ck_assert_int_eq(count, 2);
+    count = 0;
+    ck_assert_int_eq(chain_store_patient_grants(f->st, &p1, stop_at_first, &count), 7);
+    ck_assert_int_eq(count, 1);
+    count = 0;
+    ck_assert_int_eq(chain_store_patient_grants(f->st, &p2, count_grant, &count), 0);
+    ck_assert_int_eq(count, 0);
+    ck_assert_int_eq(chain_store_guardian(f->st, &p2, &out), 0);
+    ck_assert_mem_eq(out.b, gk.b, 32);
+    ck_assert_uint_eq(chain_store_nonce(f->st, &p1), 2);
+    uint8_t *mv = NULL;
+    size_t ml = 0;
+    ck_assert_int_eq(chain_store_get_meta(f->st, "cons/state", &mv, &ml), 0);
+    ck_assert_uint_eq(ml, 3);
+    ck_assert_mem_eq(mv, vote, 3);
+    free(mv);
+    ck_assert_int_eq(chain_store_get_meta(f->st, "nothing", &mv, &ml), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_store_put_meta(f->st, "", vote, 1), CHAIN_EBOUNDS);
+    /* The chain goes on after reopening. */
+    grant_std(f, &t, 3, K_GW);
+    ck_assert_int_eq(submit(f, &t, 3), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), h + 1);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_other_genesis_refused)
+{
+    fx *f = fx_open();
+    chain_store_close(f->st);
+    f->st = NULL;
+    chain_genesis *other = genesis_make(f, "other-chain");
+    chain_store *st = NULL;
+    ck_assert_int_eq(chain_store_open(&st, f->dir, other), CHAIN_ESTATE);
+    ck_assert_ptr_null(st);
+    free(other);
+    /* The right genesis still opens it. */
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ blocks from elsewhere */
+
+/* Builds on f a block with a guardian change and a grant, without
+ * committing it; returns it in *b. */
+static void build_block(fx *f, chain_block *b)
+{
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    set_guardian(f, &t, K_GUARD, 0);
+    t.nonce = ++f->nonce[1];
+    size_t n = sign_encode(f, &t, 1, buf);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    grant_std(f, &t, 1, K_GW);
+    t.nonce = ++f->nonce[K_GUARD];
+    n = sign_encode(f, &t, K_GUARD, buf);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, b), 0);
+    b->hdr.proposer = pub_n(f, 100);
+    b->hdr.view = 0;
+    chain_exec_abort(ex);
+}
+
+static int exec_block_rc(fx *f, const chain_block *b)
+{
+    chain_exec *ex = NULL;
+    int rc = chain_exec_block(&ex, f->st, b);
+    if (rc == 0) chain_exec_abort(ex);
+    else ck_assert_ptr_null(ex);
+    return rc;
+}
+
+START_TEST(test_exec_block_from_another_store)
+{
+    fx *a = fx_open(), *b = fx_open();
+    chain_block blk;
+    chain_block_init(&blk);
+    build_block(a, &blk);
+    /* Tampered copies are refused. */
+    chain_block bad = blk;
+    bad.hdr.state_root.b[0] ^= 1;
+    ck_assert_int_eq(exec_block_rc(b, &bad), CHAIN_EBLOCK);
+    bad = blk;
+    bad.hdr.prev_hash.b[0] ^= 1;
+    ck_assert_int_eq(exec_block_rc(b, &bad), CHAIN_EBLOCK);
+    bad = blk;
+    bad.hdr.height = 2;
+    ck_assert_int_eq(exec_block_rc(b, &bad), CHAIN_EBLOCK);
+    bad = blk;
+    bad.hdr.time_ms = GEN_MS - 1;
+    ck_assert_int_eq(exec_block_rc(b, &bad), CHAIN_EBLOCK);
+    bad = blk;
+    bad.hdr.tx_root.b[0] ^= 1;
+    ck_assert_int_eq(exec_block_rc(b, &bad), CHAIN_EBLOCK);
+    /* A bad tx: flip a signature byte (the last bytes of the encoding). */
+    chain_block badtx;
+    chain_block_init(&badtx);
+    badtx.hdr = blk.hdr;
+    ck_assert_int_eq(chain_block_add_tx(&badtx, blk.txs[0], blk.tx_lens[0]), 0);
+    ck_assert_int_eq(chain_block_add_tx(&badtx, blk.txs[1], blk.tx_lens[1]), 0);
+    badtx.txs[1][badtx.tx_lens[1] - 1] ^= 1;
+    chain_tx_root(&badtx.hdr.tx_root, &badtx);
+    ck_assert_int_eq(exec_block_rc(b, &badtx), CHAIN_ESIG);
+    /* The txs in another order: the grant comes before the guardian exists. */
+    uint8_t *tmp = badtx.txs[0];
+    size_t tl = badtx.tx_lens[0];
+    badtx.txs[1][badtx.tx_lens[1] - 1] ^= 1;
+    badtx.txs[0] = badtx.txs[1];
+    badtx.tx_lens[0] = badtx.tx_lens[1];
+    badtx.txs[1] = tmp;
+    badtx.tx_lens[1] = tl;
+    chain_tx_root(&badtx.hdr.tx_root, &badtx);
+    ck_assert_int_eq(exec_block_rc(b, &badtx), CHAIN_EPERM);
+    chain_block_free(&badtx);
+    ck_assert_uint_eq(chain_store_height(b->st), 0);
+
+    /* The genuine block is accepted and commits to the same state. */
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_block(&ex, b->st, &blk), 0);
+    ck_assert_int_eq(chain_exec_commit(ex, &blk), 0);
+    chain_exec_abort(ex);
+    chain_hash rb;
+    chain_store_state_root(b->st, &rb);
+    ck_assert_mem_eq(rb.b, blk.hdr.state_root.b, 32);
+    chain_check_result r = check(b, 1, K_GW, "Observation", "TREAT", blk.hdr.time_ms / 1000);
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    /* And the store that built it commits it too, to the same tip. */
+    ck_assert_int_eq(chain_exec_block(&ex, a->st, &blk), 0);
+    ck_assert_int_eq(chain_exec_commit(ex, &blk), 0);
+    chain_exec_abort(ex);
+    chain_hash ta, tb;
+    chain_store_tip_hash(a->st, &ta);
+    chain_store_tip_hash(b->st, &tb);
+    ck_assert_mem_eq(ta.b, tb.b, 32);
+    chain_block_free(&blk);
+    fx_close(a);
+    fx_close(b);
+}
+END_TEST
+
+static void sign_cert(fx *f, chain_block *b, unsigned n_sigs)
+{
+    chain_hash bh, msg;
+    chain_header_hash(&b->hdr, &bh);
+    b->cert.view = b->hdr.view;
+    b->cert.height = b->hdr.height;
+    b->cert.block_hash = bh;
+    b->cert.n_sigs = n_sigs;
+    chain_commit_sighash(&msg, CID, b->cert.view, b->cert.height, &bh);
+    for (unsigned i = 0; i < n_sigs; i++) {
+        b->cert.sigs[i].validator = pub_n(f, 100 + i);
+        ck_assert_int_eq(chain_sign(key_n(f, 100 + i), &b->cert.sigs[i].sig, &msg), 0);
+    }
+}
+
+START_TEST(test_apply_committed_needs_cert)
+{
+    fx *a = fx_open(), *b = fx_open();
+    chain_block blk;
+    chain_block_init(&blk);
+    build_block(a, &blk);
+    ck_assert_int_eq(chain_apply_committed(b->st, &blk), CHAIN_ECERT);   /* no cert */
+    sign_cert(a, &blk, 2);
+    ck_assert_int_eq(chain_apply_committed(b->st, &blk), CHAIN_ECERT);   /* below quorum */
+    sign_cert(a, &blk, 3);
+    blk.cert.sigs[2].sig.b[1] ^= 1;
+    ck_assert_int_eq(chain_apply_committed(b->st, &blk), CHAIN_ECERT);   /* one bad sig */
+    ck_assert_uint_eq(chain_store_height(b->st), 0);
+    sign_cert(a, &blk, 3);
+    ck_assert_int_eq(chain_apply_committed(b->st, &blk), 0);
+    ck_assert_uint_eq(chain_store_height(b->st), 1);
+    /* The stored block carries the certificate. */
+    chain_block got;
+    chain_block_init(&got);
+    ck_assert_int_eq(chain_store_get_block(b->st, 1, &got), 0);
+    ck_assert_uint_eq(got.cert.n_sigs, 3);
+    ck_assert_int_eq(chain_cert_verify(&got.cert, b->g, &got.hdr), 0);
+    chain_block_free(&got);
+    /* Applying it again: it no longer links to the tip. */
+    ck_assert_int_eq(chain_apply_committed(b->st, &blk), CHAIN_EBLOCK);
+    chain_block_free(&blk);
+    fx_close(a);
+    fx_close(b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ measurement */
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Prints (never asserts) how long a block of 1000 grants from distinct
+ * patients takes to execute (signatures verified) and to commit. */
+START_TEST(test_measure_block_of_1000_grants)
+{
+    enum { N = 1000 };
+    fx *f = fx_open();
+    uint8_t **txs = calloc(N, sizeof *txs);
+    size_t *lens = calloc(N, sizeof *lens);
+    ck_assert_ptr_nonnull(txs);
+    ck_assert_ptr_nonnull(lens);
+    chain_tx t;
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t sec[32] = {0};
+        sec[0] = 0x11;
+        sec[30] = (uint8_t)(i >> 8);
+        sec[31] = (uint8_t)i;
+        chain_key *k = chain_key_create(sec);
+        ck_assert_ptr_nonnull(k);
+        grant_std(f, &t, 1, K_GW);
+        chain_key_pubkey(k, &t.body.grant.patient);
+        t.nonce = 1;
+        ck_assert_int_eq(chain_tx_sign(&t, k), 0);
+        txs[i] = malloc(CHAIN_TX_BYTES_MAX);
+        ck_assert_int_eq(chain_tx_encode(txs[i], CHAIN_TX_BYTES_MAX, &lens[i], &t), 0);
+        chain_key_destroy(k);
+    }
+    chain_exec *ex = NULL;
+    chain_block b;
+    chain_block_init(&b);
+    double t0 = mono_s();
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    for (unsigned i = 0; i < N; i++) ck_assert_int_eq(chain_exec_tx(ex, txs[i], lens[i], 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    double t1 = mono_s();
+    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
+    double t2 = mono_s();
+    chain_exec_abort(ex);
+    ck_assert_uint_eq(b.n_txs, N);
+    chain_block_free(&b);
+    f->time_ms += 1000;
+    /* And checks from committed state. */
+    chain_tx d;
+    ck_assert_int_eq(chain_tx_decode(&d, txs[N / 2], lens[N / 2]), 0);
+    chain_pubkey gw = pub_n(f, K_GW);
+    chain_check_result r;
+    enum { CHECKS = 20000 };
+    double t3 = mono_s();
+    for (unsigned i = 0; i < CHECKS; i++)
+        ck_assert_int_eq(chain_check(f->st, &r, &d.body.grant.patient, &gw, "Observation", "TREAT", now_s(f)), 0);
+    double t4 = mono_s();
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    printf("measure: block of %d grants: execute %.1f ms, commit %.1f ms; %.0f checks/s\n", N,
+           (t1 - t0) * 1e3, (t2 - t1) * 1e3, CHECKS / (t4 - t3));
+    for (unsigned i = 0; i < N; i++) free(txs[i]);
+    free(txs);
+    free(lens);
+    fx_close(f);
+}
+END_TEST
+
+static Suite *state_suite(void)
+{
+    Suite *s = suite_create("chain_state");
+    TCase *tc = tcase_create("state");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_grant_then_check_permits);
+    tcase_add_test(tc, test_pair_list_proves_against_root);
+    tcase_add_test(tc, test_every_deny_reason);
+    tcase_add_test(tc, test_revoke_rules);
+    tcase_add_test(tc, test_guardian_set_and_remove);
+    tcase_add_test(tc, test_replayed_nonce_refused);
+    tcase_add_test(tc, test_grant_rules);
+    tcase_add_test(tc, test_pair_list_full_then_pruned);
+    tcase_add_test(tc, test_access_record_rules);
+    tcase_add_test(tc, test_governance);
+    tcase_add_test(tc, test_failed_tx_changes_nothing);
+    tcase_add_test(tc, test_exec_misuse);
+    tcase_add_test(tc, test_commit_then_reopen);
+    tcase_add_test(tc, test_other_genesis_refused);
+    tcase_add_test(tc, test_exec_block_from_another_store);
+    tcase_add_test(tc, test_apply_committed_needs_cert);
+    tcase_add_test(tc, test_measure_block_of_1000_grants);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(state_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
