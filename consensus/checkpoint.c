@@ -159,3 +159,17 @@ int cons__checkpoint_after_commit(cons_replica *r, uint64_t seq, const chain_has
     if (rc != CONS_OK) return rc;
     return evaluate(r, seq, digest);
 }
+
+int cons__ckpt_resend(cons_replica *r)
+{
+    /* Checkpoints are sent once; a lost one could keep the low watermark
+     * (and so the window) stuck forever. A view change is the sign that
+     * something was lost, so say them again there. */
+    for (uint32_t k = 0; k < CONS__CKPT_PER_SENDER; k++) {
+        const cons__ckpt *c = &r->ckpts[r->self][k];
+        if (!c->has || c->seq <= r->stable_seq) continue;
+        int rc = cons__send(r, UINT32_MAX, &c->env);
+        if (rc != CONS_OK) return rc;
+    }
+    return CONS_OK;
+}

@@ -215,9 +215,14 @@ int cons__ckpt_proof_check(const cons_replica *r, uint64_t seq, const chain_hash
 int cons__stable_adopt(cons_replica *r, uint64_t seq, const chain_hash *digest,
                        const ProtobufCBinaryData *proof, size_t n_proof);
 void cons__fetch(cons_replica *r, uint64_t seq);
+/* Broadcasts again our own checkpoints above the low watermark. */
+int cons__ckpt_resend(cons_replica *r);
 
 /* ---------------------------------------------------------------- viewchange.c */
 int cons__start_view_change(cons_replica *r, uint64_t now_ms, uint64_t view);
+/* Validators (us included) whose latest ViewChange is for `view` or later:
+ * they have all given up on the views below. */
+uint32_t cons__vc_count(const cons_replica *r, uint64_t view);
 /* (Re)broadcasts our ViewChange for r->view and arms the timer. */
 int cons__send_view_change(cons_replica *r, uint64_t now_ms);
 int cons__on_view_change(cons_replica *r, uint64_t now_ms, cons__msg *m);

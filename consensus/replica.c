@@ -491,6 +491,15 @@ int cons_on_timer(cons_replica *r, cons_actions *out, uint64_t now_ms)
     /* A late or early call for a timer we re-armed or cancelled is harmless. */
     if (!r->timer_armed || now_ms < r->timer_at) return cons__end(r, out, CONS_OK);
     r->timer_armed = 0;
+    if (r->in_vc && cons__vc_count(r, r->view) < r->quorum) {
+        /* PBFT: a view change only escalates once 2f+1 replicas are in it
+         * (or beyond); alone ahead, a replica would run away from the others
+         * forever.
+         * Say it again instead (it may have been lost) and wait. */
+        int rc = cons__send_view_change(r, now_ms);
+        if (rc == CONS_OK) rc = cons__ckpt_resend(r);
+        return cons__end(r, out, rc);
+    }
     return cons__end(r, out, cons__start_view_change(r, now_ms, r->view + 1));
 }
 

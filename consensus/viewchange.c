@@ -235,6 +235,13 @@ int cons__send_view_change(cons_replica *r, uint64_t now_ms)
 
 static int check_new_view(cons_replica *r, uint64_t now_ms);
 
+uint32_t cons__vc_count(const cons_replica *r, uint64_t view)
+{
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < r->n; i++) c += r->vcs[i].has && r->vcs[i].view >= view;
+    return c;
+}
+
 int cons__start_view_change(cons_replica *r, uint64_t now_ms, uint64_t view)
 {
     assert(view > r->view);
@@ -244,6 +251,7 @@ int cons__start_view_change(cons_replica *r, uint64_t now_ms, uint64_t view)
     r->view_changes++;
     r->fetch_target = r->committed;   /* a lost fetch may be asked again */
     int rc = cons__send_view_change(r, now_ms);
+    if (rc == CONS_OK) rc = cons__ckpt_resend(r);
     if (rc != CONS_OK) return rc;
     return check_new_view(r, now_ms);
 }

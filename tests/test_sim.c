@@ -150,6 +150,9 @@ static void run(sim *S, uint32_t i, uint32_t t, const cons_actions *a)
     for (size_t k = 0; k < a->n && S->fail[0] == 0; k++) {
         if (k == crash_at) { node_crash(S, i); return; }
         const cons_action *x = &a->items[k];
+        if (S->verbose > 1)
+            printf("    n%u.%u act %d to=%u seq=%" PRIu64 " view=%" PRIu64 " at=%" PRIu64 " len=%zu\n", i, t,
+                   (int)x->type, x->to, x->seq, x->view, x->at_ms, x->len);
         switch (x->type) {
         case CONS_ACT_PERSIST:
             if (twins(S, i)) break;
@@ -557,7 +560,7 @@ START_TEST(sim_replay)
 {
     if (getenv("SIM_SEED") == NULL) return;
     uint64_t seed = env_u64("SIM_SEED", 1);
-    ck_assert_int_eq(sim_run((uint32_t)env_u64("SIM_N", 4), seed, 1), 0);
+    ck_assert_int_eq(sim_run((uint32_t)env_u64("SIM_N", 4), seed, (int)env_u64("SIM_VERBOSE", 1)), 0);
 }
 END_TEST
 
