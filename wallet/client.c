@@ -173,25 +173,38 @@ static int recv_response(int fd, wallet_http_response *out)
     return rc;
 }
 
+/* The request line and headers; Returns the length, or a negative error
+ * with err set. */
+static int request_head(wallet_client *c, char *head, size_t cap, char *err, const char *method,
+                        const char *target, const char *content_type, const uint8_t *body,
+                        size_t body_len)
+{
+    int n;
+    if (strlen(target) > WALLET_PATH_LEN_MAX) {
+        snprintf(err, WALLET_ERR_LEN, "request target too long");
+        return CHAIN_EINVAL;
+    }
+    n = snprintf(head, cap,
+                 "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-wallet\r\n"
+                 "Accept: application/json\r\nConnection: close\r\n",
+                 method, c->prefix, target, c->host, c->port);
+    if (body)
+        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                      content_type ? content_type : "application/octet-stream", body_len);
+    n += snprintf(head + n, cap - (size_t)n, "\r\n");
+    assert(n > 0 && (size_t)n < cap);
+    return n;
+}
+
 int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err,
                           const char *method, const char *target, const char *content_type,
                           const uint8_t *body, size_t body_len)
 {
     char head[WALLET_PATH_LEN_MAX + 1024];
     int fd, rc, n;
-    if (strlen(target) > WALLET_PATH_LEN_MAX) {
-        snprintf(err, WALLET_ERR_LEN, "request target too long");
-        return CHAIN_EINVAL;
-    }
-    n = snprintf(head, sizeof head,
-                 "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-wallet\r\n"
-                 "Accept: application/json\r\nConnection: close\r\n",
-                 method, c->prefix, target, c->host, c->port);
-    if (body)
-        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                      content_type ? content_type : "application/octet-stream", body_len);
-    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    assert(n > 0 && (size_t)n < sizeof head);
+    n = request_head(c, head, sizeof head, err, method, target, content_type, body, body_len);
+    if (n < 0)
+        return n;
     fd = dial(c, err);
     if (fd < 0)
         return fd;
@@ -204,6 +217,51 @@ int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err
     if (rc)
         snprintf(err, WALLET_ERR_LEN, "%s %.64s on http://%.100s:%s: %s", method, target, c->host,
                  c->port, wallet_strerror(rc));
+    return rc;
+}
+
+/* Pumps the socket into the stream reader. A receive timeout only means the
+ * stream is idle, so it is not an error here; the loop ends when the node
+ * ends the response or closes, or the reader refuses. */
+static int pump_stream(int fd, wallet_stream *s, char *err)
+{
+    uint8_t buf[READ_CHUNK];
+    int rc = 0;
+    while (rc == 0) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n < 0) {
+            snprintf(err, WALLET_ERR_LEN, "lost the connection to the node: %s", strerror(errno));
+            return WALLET_ENET;
+        }
+        rc = wallet_stream_feed(s, err, buf, (size_t)n);
+    }
+    return rc == 1 ? 0 : rc;
+}
+
+int wallet_client_stream(wallet_client *c, char *err, const char *target, wallet_line_fn fn,
+                         void *arg)
+{
+    char head[WALLET_PATH_LEN_MAX + 1024];
+    wallet_stream *s;
+    int fd, rc, n = request_head(c, head, sizeof head, err, "GET", target, NULL, NULL, 0);
+    if (n < 0)
+        return n;
+    s = wallet_stream_create(fn, arg);
+    if (!s) {
+        snprintf(err, WALLET_ERR_LEN, "out of memory");
+        return CHAIN_ENOMEM;
+    }
+    fd = dial(c, err);
+    rc = fd < 0 ? fd : send_all(fd, head, (size_t)n);
+    if (fd >= 0 && rc)
+        snprintf(err, WALLET_ERR_LEN, "GET %.64s: %s", target, wallet_strerror(rc));
+    if (fd >= 0 && !rc)
+        rc = pump_stream(fd, s, err);
+    if (fd >= 0)
+        close(fd);
+    wallet_stream_destroy(s);
     return rc;
 }
 

@@ -129,6 +129,7 @@ typedef struct {
     char port[8];
     char prefix[256];
     int timeout_ms;
+    const chain_key *sign_key;   /* not owned; NULL: requests go unsigned */
 } wallet_client;
 
 int wallet_client_init(wallet_client *c, const char *url) CHAIN_WUR;
@@ -222,6 +223,73 @@ int wallet_conn_request(wallet_conn *k, wallet_http_response *out, char *err, co
                         const char *target, const char *content_type, const uint8_t *body,
                         size_t body_len) CHAIN_WUR;
 unsigned wallet_conn_in_flight(const wallet_conn *k);
+
+/* ------------------------------------------------------------------ FHIR */
+/* HL7 FHIR R4 Consent <-> grant (wallet/fhir.c has the full mapping table).
+ * Identities are identifiers {system WALLET_FHIR_KEY_SYSTEM, value: 64 hex}.
+ * Import refuses, naming the construct, anything it cannot express exactly:
+ * deny provisions, nested provisions, dataPeriod, data, code, extensions,
+ * unknown systems or codes, an open-ended period, several recipients. */
+#define WALLET_FHIR_BYTES_MAX (256 * 1024)
+#define WALLET_FHIR_KEY_SYSTEM "urn:consent-ledger:key"
+#define WALLET_FHIR_SCOPE_SYSTEM "urn:consent-ledger:scope"
+
+/* Maps a Consent onto *out (patient = *patient; a Consent.patient must name
+ * that same key, else CHAIN_EPERM). CHAIN_EINVAL / CHAIN_ECODE / CHAIN_ETIME /
+ * CHAIN_EBOUNDS with the reason in err; *out untouched on error. */
+int wallet_fhir_import(chain_grant *out, char *err, const json_t *consent,
+                       const chain_pubkey *patient) CHAIN_WUR;
+/* Same from JSON text (at most WALLET_FHIR_BYTES_MAX, duplicate keys refused). */
+int wallet_fhir_import_text(chain_grant *out, char *err, const char *text, size_t len,
+                            const chain_pubkey *patient) CHAIN_WUR;
+/* The grant as a Consent (new reference) that imports back to the same grant;
+ * id (may be NULL) becomes Consent.id; status "active" or "inactive" (a
+ * revoked grant). NULL if g breaks a chain bound or on no memory. */
+json_t *wallet_fhir_export(const chain_grant *g, const chain_hash *id, int active);
+/* A grant as the node's API writes it (README "A grant in JSON"). */
+int wallet_grant_from_json(chain_grant *out, chain_hash *id_out, int *active_out, char *err,
+                           const json_t *grant) CHAIN_WUR;
+
+/* ------------------------------------------------------------------ events */
+/* GET /v1/events?from=H answers one JSON object per line, as blocks commit:
+ * {"height", "tx", "type", "patient", "grantee"?, "grant_id"?}. The stream
+ * reader hands each line to a callback; lines are bounded. */
+#define WALLET_EVENT_LINE_MAX 4096
+#define WALLET_EVENT_TYPE_MAX 31
+
+typedef struct {
+    uint64_t height;
+    chain_hash tx;
+    char type[WALLET_EVENT_TYPE_MAX + 1];   /* e.g. "grant", "revoke" */
+    chain_pubkey patient;
+    int has_grantee;
+    chain_pubkey grantee;
+    int has_grant_id;
+    chain_hash grant_id;
+} wallet_event;
+
+/* Parses one line (without its newline). WALLET_EJSON with the reason in err. */
+int wallet_event_parse(wallet_event *out, char *err, const char *line, size_t len) CHAIN_WUR;
+/* One readable line (no newline): "height H TYPE patient P [grantee G]
+ * [grant ID] tx T". cap >= WALLET_EVENT_LINE_MAX is always enough. */
+void wallet_event_format(char *out, size_t cap, const wallet_event *e);
+
+/* Called for each non-empty line; a non-zero return ends the stream with it. */
+typedef int (*wallet_line_fn)(void *arg, const char *line, size_t len);
+typedef struct wallet_stream wallet_stream;
+wallet_stream *wallet_stream_create(wallet_line_fn fn, void *arg);
+void wallet_stream_destroy(wallet_stream *s);
+/* Feeds raw HTTP response bytes (len 0 at EOF). Returns 0 when more may
+ * come, 1 when the response ended, WALLET_ESTATUS for an answer other than
+ * 200 (err has the node's reason), WALLET_EHTTP for malformed or truncated
+ * HTTP, WALLET_ETOOBIG for a line over WALLET_EVENT_LINE_MAX, or the
+ * callback's value. */
+int wallet_stream_feed(wallet_stream *s, char *err, const uint8_t *buf, size_t len) CHAIN_WUR;
+/* GET target and stream its body lines to fn until the node ends the
+ * response (0), fn returns non-zero (that value) or the connection fails.
+ * Waits indefinitely for the next line (an idle stream is normal). */
+int wallet_client_stream(wallet_client *c, char *err, const char *target, wallet_line_fn fn,
+                         void *arg) CHAIN_WUR;
 
 #ifdef __cplusplus
 }
