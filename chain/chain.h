@@ -324,7 +324,8 @@ int chain_store_guardian(chain_store *st, const chain_pubkey *patient, chain_pub
 /* Registered institution; CHAIN_ENOTFOUND if none. */
 int chain_store_institution(chain_store *st, const chain_pubkey *key, chain_institution *out) CHAIN_WUR;
 
-/* Calls fn for each grant of a patient (in id order) until fn returns
+/* Calls fn for each grant of a patient (grouped by grantee in key order,
+ * oldest first within a grantee) until fn returns
  * non-zero; returns that value or 0. */
 typedef int (*chain_grant_fn)(void *arg, const chain_grant_record *rec);
 int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient,
