@@ -515,6 +515,8 @@ START_TEST(test_grant_rules)
 }
 END_TEST
 
+static int count_grant(void *arg, const chain_grant_record *rec);
+
 /* A full pair list refuses a new grant until something is revoked or
  * expired; then the inactive records are pruned. */
 START_TEST(test_pair_list_full_then_pruned)
@@ -527,8 +529,10 @@ START_TEST(test_pair_list_full_then_pruned)
     chain_block b;
     chain_block_init(&b);
     ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    uint64_t now = (f->time_ms + 1000) / 1000;
     for (unsigned i = 0; i < CHAIN_GRANTS_PER_PAIR_MAX; i++) {
         grant_std(f, &t, 1, K_GW);
+        if (i == 5) t.body.grant.not_after = now + 2;   /* expires two blocks on */
         t.nonce = ++f->nonce[1];
         size_t n = sign_encode(f, &t, 1, buf);
         chain_tx_hash(&ids[i], buf, n);
@@ -552,6 +556,11 @@ START_TEST(test_pair_list_full_then_pruned)
     ck_assert_int_eq(submit_id(f, &t, 1, &nid), 0);
     chain_grant_record rec;
     ck_assert_int_eq(chain_store_get_grant(f->st, &ids[3], &rec), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(chain_store_get_grant(f->st, &ids[5], &rec), CHAIN_ENOTFOUND);
+    int count = 0;
+    chain_pubkey p1 = pub_n(f, 1);
+    ck_assert_int_eq(chain_store_patient_grants(f->st, &p1, count_grant, &count), 0);
+    ck_assert_int_eq(count, CHAIN_GRANTS_PER_PAIR_MAX - 1);
     ck_assert_int_eq(chain_store_get_grant(f->st, &ids[4], &rec), 0);
     ck_assert_int_eq(chain_store_get_grant(f->st, &nid, &rec), 0);
     fx_close(f);
@@ -1026,6 +1035,109 @@ START_TEST(test_apply_committed_needs_cert)
 }
 END_TEST
 
+/* A block holds at most CHAIN_BLOCK_TXS_MAX txs. */
+START_TEST(test_block_tx_limit)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    for (unsigned i = 0; i <= CHAIN_BLOCK_TXS_MAX; i++) {
+        set_guardian(f, &t, K_GUARD + (i & 1), 0);
+        t.nonce = i + 1;
+        size_t n = sign_encode(f, &t, 1, buf);
+        int rc = chain_exec_tx(ex, buf, n, 1);
+        ck_assert_int_eq(rc, i < CHAIN_BLOCK_TXS_MAX ? 0 : CHAIN_EBOUNDS);
+    }
+    chain_block b;
+    chain_block_init(&b);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    ck_assert_uint_eq(b.n_txs, CHAIN_BLOCK_TXS_MAX);
+    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
+    chain_exec_abort(ex);
+    chain_block_free(&b);
+    chain_pubkey p1 = pub_n(f, 1);
+    ck_assert_uint_eq(chain_store_nonce(f->st, &p1), CHAIN_BLOCK_TXS_MAX);
+    fx_close(f);
+}
+END_TEST
+
+START_TEST(test_store_open_errors)
+{
+    fx *f = fx_open();
+    chain_store *st = NULL;
+    /* Already open (RocksDB's lock), a path that is a file, bad arguments. */
+    ck_assert_int_eq(chain_store_open(&st, f->dir, f->g), CHAIN_EIO);
+    char file[128];
+    snprintf(file, sizeof file, "%s/CURRENT", f->dir);
+    ck_assert_int_eq(chain_store_open(&st, file, f->g), CHAIN_EIO);
+    ck_assert_ptr_null(st);
+    ck_assert_int_eq(chain_store_open(&st, NULL, f->g), CHAIN_EINVAL);
+    chain_genesis *g = malloc(sizeof *g);
+    ck_assert_ptr_nonnull(g);
+    *g = *f->g;
+    g->n_validators = 0;
+    ck_assert_int_eq(chain_store_open(&st, "/tmp/never-made", g), CHAIN_EINVAL);
+    free(g);
+    char longkey[200];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = 0;
+    uint8_t *v = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(chain_store_put_meta(f->st, longkey, (const uint8_t *)"x", 1), CHAIN_EBOUNDS);
+    ck_assert_int_eq(chain_store_get_meta(f->st, longkey, &v, &n), CHAIN_EBOUNDS);
+    /* Caller keys never reach the store's own meta records. */
+    ck_assert_int_eq(chain_store_put_meta(f->st, "c:tip", (const uint8_t *)"x", 1), 0);
+    chain_store_close(f->st);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), 0);
+    fx_close(f);
+}
+END_TEST
+
+/* The overlay map: replace, deletion marks, the entry bound, merge. */
+START_TEST(test_overlay_map)
+{
+    chain__map *a = chain__map_create(3), *b = chain__map_create(300);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    chain__map_entry e;
+    ck_assert_int_eq(chain__map_put(a, (const uint8_t *)"k1", 2, (const uint8_t *)"v1", 2), 0);
+    ck_assert_int_eq(chain__map_put(a, (const uint8_t *)"k1", 2, (const uint8_t *)"v11", 3), 0);
+    ck_assert_int_eq(chain__map_put(a, (const uint8_t *)"k2", 2, NULL, 0), 0);
+    ck_assert_int_eq(chain__map_put(a, (const uint8_t *)"k3", 2, (const uint8_t *)"v3", 2), 0);
+    ck_assert_int_eq(chain__map_put(a, (const uint8_t *)"k4", 2, (const uint8_t *)"v4", 2), CHAIN_ENOMEM);
+    ck_assert_uint_eq(chain__map_count(a), 3);
+    ck_assert_int_eq(chain__map_get(a, &e, (const uint8_t *)"k4", 2), 0);
+    ck_assert_int_eq(chain__map_get(a, &e, (const uint8_t *)"k1", 2), 1);
+    ck_assert_uint_eq(e.vlen, 3);
+    ck_assert_mem_eq(e.val, "v11", 3);
+    ck_assert_int_eq(chain__map_get(a, &e, (const uint8_t *)"k2", 2), 1);
+    ck_assert_ptr_null(e.val);
+    for (unsigned i = 0; i < 200; i++) {
+        uint8_t k[4] = {'x', (uint8_t)i, 0, 1};
+        ck_assert_int_eq(chain__map_put(b, k, sizeof k, k, sizeof k), 0);
+    }
+    ck_assert_int_eq(chain__map_put(b, (const uint8_t *)"k1", 2, (const uint8_t *)"old", 3), 0);
+    ck_assert_int_eq(chain__map_merge(b, a), 0);
+    ck_assert_uint_eq(chain__map_count(a), 0);
+    ck_assert_uint_eq(chain__map_count(b), 203);
+    ck_assert_int_eq(chain__map_get(b, &e, (const uint8_t *)"k1", 2), 1);
+    ck_assert_mem_eq(e.val, "v11", 3);
+    size_t it = 0, seen = 0;
+    while (chain__map_next(b, &it, &e)) seen++;
+    ck_assert_uint_eq(seen, 203);
+    /* A merge that would overflow the bound moves nothing. */
+    chain__map *c = chain__map_create(1);
+    ck_assert_int_eq(chain__map_merge(c, b), CHAIN_ENOMEM);
+    ck_assert_uint_eq(chain__map_count(b), 203);
+    chain__map_destroy(a);
+    chain__map_destroy(b);
+    chain__map_destroy(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ measurement */
 
 static double mono_s(void)
@@ -1116,6 +1228,9 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_other_genesis_refused);
     tcase_add_test(tc, test_exec_block_from_another_store);
     tcase_add_test(tc, test_apply_committed_needs_cert);
+    tcase_add_test(tc, test_block_tx_limit);
+    tcase_add_test(tc, test_store_open_errors);
+    tcase_add_test(tc, test_overlay_map);
     tcase_add_test(tc, test_measure_block_of_1000_grants);
     suite_add_tcase(s, tc);
     return s;
