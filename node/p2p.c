@@ -43,11 +43,17 @@ static void maybe_done(node_p2p *p) {
     if (done) done(arg);
 }
 
-static void handle_closed(uv_handle_t *h) {
-    node_p2p *p = h->data;
+static void handle_closed_p(node_p2p *p) {
     assert(p->open_handles > 0);
     p->open_handles--;
     maybe_done(p);
+}
+
+static void handle_closed(uv_handle_t *h) { handle_closed_p(h->data); }
+
+static void slot_timer_closed(uv_handle_t *h) {
+    node__p2p_slot *s = h->data;
+    handle_closed_p(s->p);
 }
 
 void node__p2p_drop(node__p2p_conn *c, const char *why) {
@@ -547,7 +553,7 @@ void node_p2p_close(node_p2p *p, void (*done)(void *arg), void *arg) {
     uv_close((uv_handle_t *)&p->sync_timer, handle_closed);
     for (uint32_t j = 0; j < p->g->n_validators; j++) {
         node__p2p_slot *s = &p->peers[j];
-        uv_close((uv_handle_t *)&s->timer, handle_closed);
+        uv_close((uv_handle_t *)&s->timer, slot_timer_closed);
         /* If the lookup already runs, cancelling fails and its callback
          * comes later; maybe_done waits for it either way. */
         if (s->resolving) uv_cancel((uv_req_t *)s->resolving);
