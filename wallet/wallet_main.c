@@ -28,7 +28,7 @@
 static const wallet_opt_spec SPEC[] = {
     {"help", 0},    {"wallet", 1},  {"node", 1},  {"passphrase-file", 1}, {"force", 0},
     {"grantee", 1}, {"scope", 1},   {"purpose", 1}, {"from", 1},          {"until", 1},
-    {"days", 1},    {"patient", 1}, {"wait", 0},  {"timeout", 1},
+    {"days", 1},    {"patient", 1}, {"wait", 0},  {"timeout", 1},        {"fhir", 0},
 };
 #define N_SPEC (sizeof SPEC / sizeof SPEC[0])
 
@@ -40,8 +40,12 @@ static const char USAGE[] =
     "  address                           print the wallet's public key\n"
     "  grant --grantee KEY --scope S[,S..] --purpose U[,U..] (--until T | --days N)\n"
     "        [--from T] [--patient KEY] [--wait]   grant access; prints the grant id\n"
+    "  grant --fhir FILE [--patient KEY] [--wait]\n"
+    "                                    grant what an HL7 FHIR R4 Consent says (FILE - : stdin)\n"
     "  revoke GRANT_ID [--wait]          revoke a grant (as the patient or their guardian)\n"
-    "  list [--patient KEY]              the patient's grants\n"
+    "  list [--patient KEY] [--fhir]     the patient's grants (--fhir: a FHIR Bundle of Consents)\n"
+    "  export GRANT_ID [--fhir]          one grant as a FHIR Consent (re-imports to the same grant)\n"
+    "  audit [--patient KEY]             releases gateways recorded under the patient's grants\n"
     "  guardian set KEY [--wait]         name a guardian who may grant and revoke for you\n"
     "  guardian remove KEY [--wait]      remove that guardian\n"
     "  nonce                             the next nonce of this wallet's key\n"
@@ -247,11 +251,108 @@ static int grant_args(ctx *c, chain_grant *g)
     return rc;
 }
 
+/* Reads a FHIR document (path "-": stdin), bounded, and parses its JSON. */
+static int read_fhir(ctx *c, json_t **out)
+{
+    const char *path = c->a.pos[1];
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char *buf;
+    size_t n;
+    json_error_t jerr;
+    if (!f) {
+        snprintf(c->err, sizeof c->err, "cannot open %.200s: %s", path, strerror(errno));
+        return fail(c->err);
+    }
+    buf = malloc(WALLET_FHIR_BYTES_MAX + 1);
+    n = buf ? fread(buf, 1, WALLET_FHIR_BYTES_MAX + 1, f) : 0;
+    if (f != stdin)
+        fclose(f);
+    if (!buf)
+        return fail("out of memory");
+    *out = n > WALLET_FHIR_BYTES_MAX ? NULL : json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
+    free(buf);
+    if (n > WALLET_FHIR_BYTES_MAX)
+        snprintf(c->err, sizeof c->err, "%.200s: over %d bytes", path, WALLET_FHIR_BYTES_MAX);
+    else if (!*out)
+        snprintf(c->err, sizeof c->err, "%.120s: not JSON: %.100s (line %d)", path, jerr.text,
+                 jerr.line);
+    return *out ? 0 : fail(c->err);
+}
+
+/* The Consent mapped onto a grant for patient pk; usage-level checks that
+ * need the clock (an end in the past) happen here, not in the mapping. */
+static int fhir_grant(ctx *c, chain_grant *g, const json_t *consent, const chain_pubkey *pk)
+{
+    char msg[WALLET_ERR_LEN + 256];
+    if (wallet_fhir_import(g, c->err, consent, pk)) {
+        snprintf(msg, sizeof msg, "%.200s: %s", c->a.pos[1], c->err);
+        return fail(msg);
+    }
+    if (g->not_after <= (uint64_t)time(NULL)) {
+        snprintf(msg, sizeof msg, "%.200s: the grant would end in the past", c->a.pos[1]);
+        return fail(msg);
+    }
+    return 0;
+}
+
+/* grant --fhir FILE: everything in the file is checked before the
+ * passphrase is asked for, against the patient the Consent names (or
+ * --patient); then once more against the wallet's own key. */
+static int cmd_grant_fhir(ctx *c)
+{
+    static const char *const manual[] = {"grantee", "scope", "purpose", "from", "until", "days"};
+    chain_tx tx;
+    chain_pubkey pk;
+    chain_key *key = NULL;
+    json_t *consent = NULL;
+    size_t i;
+    int rc;
+    for (i = 0; i < sizeof manual / sizeof manual[0]; i++)
+        if (opt(c, manual[i]))
+            return usage_error("--fhir takes the grant from the file: drop --grantee, --scope, "
+                               "--purpose, --from, --until and --days");
+    if (c->a.n_pos != 2)
+        return usage_error("usage: grant --fhir FILE");
+    if (opt(c, "patient") && wallet_parse_pubkey(&pk, opt(c, "patient")))
+        return usage_error("--patient: not a 64-hex-digit key");
+    memset(&tx, 0, sizeof tx);
+    rc = read_fhir(c, &consent);
+    if (rc)
+        return rc;
+    if (!opt(c, "patient")) {
+        const char *named = json_string_value(json_object_get(
+            json_object_get(json_object_get(consent, "patient"), "identifier"), "value"));
+        memset(&pk, 0, sizeof pk);
+        if (named && wallet_parse_pubkey(&pk, named))
+            memset(&pk, 0, sizeof pk);
+    }
+    rc = fhir_grant(c, &tx.body.grant, consent, &pk);
+    if (!rc && !opt(c, "patient"))
+        rc = load_key(c, &key);
+    if (!rc && key) {
+        chain_key_pubkey(key, &pk);
+        rc = fhir_grant(c, &tx.body.grant, consent, &pk);
+    }
+    json_decref(consent);
+    if (!rc && !key)
+        rc = load_key(c, &key);
+    if (!rc) {
+        tx.type = CHAIN_TX_GRANT;
+        rc = send_and_report(c, &tx, key);
+    }
+    chain_key_destroy(key);
+    return rc;
+}
+
 static int cmd_grant(ctx *c)
 {
     chain_tx tx;
     chain_key *key = NULL;
     int rc;
+    if (opt(c, "fhir"))
+        return cmd_grant_fhir(c);
+    if (c->a.n_pos != 1)
+        return usage_error("unexpected argument (a FILE goes with --fhir)");
     memset(&tx, 0, sizeof tx);
     rc = grant_args(c, &tx.body.grant);
     if (rc)
@@ -328,6 +429,13 @@ static void fmt_list(char *out, size_t cap, json_t *arr)
     }
 }
 
+static void print_json(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2));
+    printf("%s\n", s ? s : "null");
+    free(s);
+}
+
 static void print_grant(json_t *g)
 {
     char from[32], until[32], scopes[1200], purposes[600];
@@ -342,32 +450,83 @@ static void print_grant(json_t *g)
            grantee ? grantee : "?", from, until, scopes, purposes);
 }
 
-static int cmd_list(ctx *c)
+/* GET /v1/patients/{key}/WHAT, signed with the wallet's key (the patient's,
+ * or with --patient KEY the guardian's): the node shows a patient's
+ * records only to the patient, a guardian or an authorised institution. */
+static int get_patient(ctx *c, json_t **out, const char *what)
 {
     chain_pubkey pk;
-    char hex[2 * CHAIN_KEY_LEN + 1], target[128];
+    chain_key *key = NULL;
+    char hex[2 * CHAIN_KEY_LEN + 1], target[160];
+    int rc;
+    if (opt(c, "patient") && wallet_parse_pubkey(&pk, opt(c, "patient")))
+        return usage_error("--patient: not a 64-hex-digit key");
+    rc = load_key(c, &key);
+    if (rc)
+        return rc;
+    if (!opt(c, "patient"))
+        chain_key_pubkey(key, &pk);
+    chain_hex(hex, pk.b, sizeof pk.b);
+    snprintf(target, sizeof target, "/v1/patients/%s/%s", hex, what);
+    c->client.sign_key = key;
+    rc = wallet_client_get_json(&c->client, out, c->err, target);
+    c->client.sign_key = NULL;
+    chain_key_destroy(key);
+    return rc ? fail(c->err) : 0;
+}
+
+/* One grant of the node's JSON as a FHIR Consent (new reference). */
+static json_t *grant_fhir(ctx *c, const json_t *gj)
+{
+    chain_grant g;
+    chain_hash id;
+    int active;
+    json_t *f;
+    if (wallet_grant_from_json(&g, &id, &active, c->err, gj))
+        return NULL;
+    f = wallet_fhir_export(&g, &id, active);
+    if (!f)
+        snprintf(c->err, sizeof c->err, "cannot write the grant as FHIR");
+    return f;
+}
+
+/* list --fhir: a FHIR Bundle (type collection) of Consents. */
+static int print_bundle(ctx *c, json_t *arr)
+{
+    json_t *b = json_pack("{s:s, s:s, s:[]}", "resourceType", "Bundle", "type", "collection",
+                          "entry"), *g;
+    size_t i;
+    if (!b)
+        return fail("out of memory");
+    json_array_foreach(arr, i, g) {
+        json_t *f = grant_fhir(c, g);
+        if (!f) {
+            json_decref(b);
+            return fail(c->err);
+        }
+        json_array_append_new(json_object_get(b, "entry"), json_pack("{s:o}", "resource", f));
+    }
+    print_json(b);
+    json_decref(b);
+    return 0;
+}
+
+static int cmd_list(ctx *c)
+{
     json_t *j = NULL, *arr, *g;
     size_t i;
-    int rc;
-    if (opt(c, "patient")) {
-        if (wallet_parse_pubkey(&pk, opt(c, "patient")))
-            return usage_error("--patient: not a 64-hex-digit key");
-    } else {
-        chain_key *key = NULL;
-        rc = load_key(c, &key);
-        if (rc)
-            return rc;
-        chain_key_pubkey(key, &pk);
-        chain_key_destroy(key);
-    }
-    chain_hex(hex, pk.b, sizeof pk.b);
-    snprintf(target, sizeof target, "/v1/patients/%s/grants", hex);
-    if (wallet_client_get_json(&c->client, &j, c->err, target))
-        return fail(c->err);
+    int rc = get_patient(c, &j, "grants");
+    if (rc)
+        return rc;
     arr = json_object_get(j, "grants");
     if (!json_is_array(arr)) {
         json_decref(j);
         return fail("the node's answer has no grants list");
+    }
+    if (opt(c, "fhir")) {
+        rc = print_bundle(c, arr);
+        json_decref(j);
+        return rc;
     }
     printf("%-64s  %-7s  %-64s  %s  %s  %s\n", "GRANT", "STATUS", "GRANTEE", "VALID (UTC)",
            "SCOPES", "PURPOSES");
@@ -375,6 +534,78 @@ static int cmd_list(ctx *c)
         print_grant(g);
     if (json_array_size(arr) == 0)
         printf("(no grants)\n");
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_export(ctx *c)
+{
+    chain_hash id;
+    chain_key *key = NULL;
+    char hex[2 * CHAIN_HASH_LEN + 1], target[128];
+    json_t *j = NULL, *f;
+    const char *got;
+    int rc;
+    if (c->a.n_pos != 2 || wallet_parse_hash(&id, c->a.pos[1]))
+        return usage_error("usage: export GRANT_ID [--fhir]");
+    rc = load_key(c, &key);
+    if (rc)
+        return rc;
+    chain_hex(hex, id.b, sizeof id.b);
+    snprintf(target, sizeof target, "/v1/grants/%s", hex);
+    c->client.sign_key = key;
+    rc = wallet_client_get_json(&c->client, &j, c->err, target);
+    c->client.sign_key = NULL;
+    chain_key_destroy(key);
+    if (rc)
+        return fail(c->err);
+    got = json_string_value(json_object_get(j, "id"));
+    f = got && strcmp(got, hex) == 0 ? grant_fhir(c, j) : NULL;
+    if (!got || strcmp(got, hex) != 0)
+        snprintf(c->err, sizeof c->err, "the node answered another grant");
+    json_decref(j);
+    if (!f)
+        return fail(c->err);
+    print_json(f);
+    json_decref(f);
+    return 0;
+}
+
+/* One release: when, which gateway, under which grant, what and why. */
+static void print_access(json_t *a)
+{
+    char when[32];
+    json_t *ms = json_object_get(a, "time_ms");
+    json_t *secs = json_integer(json_is_integer(ms) ? json_integer_value(ms) / 1000 : -1);
+    const char *gw = json_string_value(json_object_get(a, "gateway"));
+    const char *gid = json_string_value(json_object_get(a, "grant_id"));
+    const char *scope = json_string_value(json_object_get(a, "scope"));
+    const char *purpose = json_string_value(json_object_get(a, "purpose"));
+    fmt_time(when, sizeof when, secs);
+    json_decref(secs);
+    printf("%-20s  %-8" JSON_INTEGER_FORMAT "  %-64s  %-64s  %s  %s\n", when,
+           json_integer_value(json_object_get(a, "height")), gw ? gw : "?", gid ? gid : "?",
+           scope ? scope : "?", purpose ? purpose : "?");
+}
+
+static int cmd_audit(ctx *c)
+{
+    json_t *j = NULL, *arr, *a;
+    size_t i;
+    int rc = get_patient(c, &j, "access");
+    if (rc)
+        return rc;
+    arr = json_object_get(j, "access");
+    if (!json_is_array(arr)) {
+        json_decref(j);
+        return fail("the node's answer has no access list");
+    }
+    printf("%-20s  %-8s  %-64s  %-64s  %s  %s\n", "TIME (UTC)", "HEIGHT", "GATEWAY", "GRANT",
+           "SCOPE", "PURPOSE");
+    json_array_foreach(arr, i, a)
+        print_access(a);
+    if (json_array_size(arr) == 0)
+        printf("(no releases recorded)\n");
     json_decref(j);
     return 0;
 }
@@ -398,17 +629,20 @@ static int cmd_nonce(ctx *c)
 typedef struct {
     const char *name;
     const char *options;   /* " a b " list of accepted non-global options */
+    int n_pos;             /* positionals at most, the command included */
     int (*run)(ctx *c);
 } command;
 
 static const command COMMANDS[] = {
-    {"keygen", " force ", cmd_keygen},
-    {"address", " ", cmd_address},
-    {"grant", " grantee scope purpose from until days patient wait timeout ", cmd_grant},
-    {"revoke", " wait timeout ", cmd_revoke},
-    {"list", " patient ", cmd_list},
-    {"guardian", " wait timeout ", cmd_guardian},
-    {"nonce", " ", cmd_nonce},
+    {"keygen", " force ", 1, cmd_keygen},
+    {"address", " ", 1, cmd_address},
+    {"grant", " grantee scope purpose from until days patient wait timeout fhir ", 2, cmd_grant},
+    {"revoke", " wait timeout ", 2, cmd_revoke},
+    {"list", " patient fhir ", 1, cmd_list},
+    {"export", " fhir ", 2, cmd_export},
+    {"audit", " patient ", 1, cmd_audit},
+    {"guardian", " wait timeout ", 3, cmd_guardian},
+    {"nonce", " ", 1, cmd_nonce},
 };
 
 static int setup(ctx *c)
@@ -450,8 +684,7 @@ int main(int argc, char **argv)
         rc = options_allowed(&c, COMMANDS[i].name, COMMANDS[i].options);
         if (!rc)
             rc = setup(&c);
-        if (!rc && c.a.n_pos > 1 && strcmp(c.a.pos[0], "revoke") != 0 &&
-            strcmp(c.a.pos[0], "guardian") != 0)
+        if (!rc && c.a.n_pos > COMMANDS[i].n_pos)
             rc = usage_error("unexpected argument");
         return rc ? rc : COMMANDS[i].run(&c);
     }
