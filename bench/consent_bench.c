@@ -656,12 +656,17 @@ static void *observer(void *arg) {
     return NULL;
 }
 
+/* Batches in flight per node connection: the node answers one batch while
+ * the next is already on the wire, so its loop never waits for us. */
+#define BENCH_PIPELINE 2
+
 typedef struct {
     uint64_t submitted, accepted, rejected, retried;
     char first_reject[WALLET_ERR_LEN];
-    uint32_t *batch_ix[BENCH_NODES_MAX];
-    size_t batch_n[BENCH_NODES_MAX];
-    uint8_t *body[BENCH_NODES_MAX];
+    /* Slot node * BENCH_PIPELINE + k: the k-th batch in flight to node. */
+    uint32_t *batch_ix[BENCH_NODES_MAX * BENCH_PIPELINE];
+    size_t batch_n[BENCH_NODES_MAX * BENCH_PIPELINE];
+    uint8_t *body[BENCH_NODES_MAX * BENCH_PIPELINE];
     idx_ring retry;
     uint32_t next_grant;
 } submitter;
@@ -681,7 +686,7 @@ static int64_t next_tx(load_ctx *c, submitter *s) {
 
 /* Reads a batch answer: a 503 ("mempool full") is retried later, any other
  * refusal counted, the first reason kept. */
-static int batch_result(load_ctx *c, submitter *s, size_t node, const wallet_http_response *r, char *err) {
+static int batch_result(submitter *s, size_t slot, const wallet_http_response *r, char *err) {
     if (r->status != 200) {
         snprintf(err, WALLET_ERR_LEN, "batch: status %d: %.160s", r->status, r->body);
         return WALLET_ESTATUS;
@@ -689,15 +694,15 @@ static int batch_result(load_ctx *c, submitter *s, size_t node, const wallet_htt
     json_error_t je;
     json_t *o = json_loadb(r->body, r->body_len, 0, &je);
     json_t *res = o ? json_object_get(o, "results") : NULL;
-    if (!json_is_array(res) || json_array_size(res) != s->batch_n[node]) {
+    if (!json_is_array(res) || json_array_size(res) != s->batch_n[slot]) {
         json_decref(o);
         snprintf(err, WALLET_ERR_LEN, "batch: answer does not list every transaction");
         return WALLET_EJSON;
     }
-    for (size_t i = 0; i < s->batch_n[node]; i++) {
+    for (size_t i = 0; i < s->batch_n[slot]; i++) {
         json_t *e = json_array_get(res, i);
         json_int_t st = json_integer_value(json_object_get(e, "status"));
-        uint32_t ix = s->batch_ix[node][i];
+        uint32_t ix = s->batch_ix[slot][i];
         if (st == 202) {
             s->accepted++;
         } else if (st == 503 && ring_push(&s->retry, ix) == 0) {
@@ -706,15 +711,14 @@ static int batch_result(load_ctx *c, submitter *s, size_t node, const wallet_htt
             s->rejected++;
             const char *why = json_string_value(json_object_get(e, "error"));
             if (!s->first_reject[0]) snprintf(s->first_reject, sizeof s->first_reject, "%s", why ? why : "?");
-            (void)c;
         }
     }
     json_decref(o);
     return 0;
 }
 
-/* Frames up to `want` ready transactions for `node`. */
-static size_t frame_batch(load_ctx *c, submitter *s, size_t node, uint64_t want) {
+/* Frames up to `want` ready transactions into batch slot `slot`. */
+static size_t frame_batch(load_ctx *c, submitter *s, size_t slot, uint64_t want) {
     size_t off = 0, n = 0;
     uint64_t t = now_ns();
     while (n < want && n < BENCH_BATCH_TXS) {
@@ -725,44 +729,50 @@ static size_t frame_batch(load_ctx *c, submitter *s, size_t node, uint64_t want)
             ring_push(&s->retry, (uint32_t)ix);
             break;
         }
-        uint8_t *p = s->body[node] + off;
+        uint8_t *p = s->body[slot] + off;
         p[0] = (uint8_t)(x->len >> 24), p[1] = (uint8_t)(x->len >> 16);
         p[2] = (uint8_t)(x->len >> 8), p[3] = (uint8_t)x->len;
         memcpy(p + 4, x->tx, x->len);
         off += 4 + x->len;
         uint64_t zero = 0;
         atomic_compare_exchange_strong(&x->submit_ns, &zero, t);
-        s->batch_ix[node][n++] = (uint32_t)ix;
+        s->batch_ix[slot][n++] = (uint32_t)ix;
     }
-    s->batch_n[node] = n;
+    s->batch_n[slot] = n;
     return off;
 }
 
-/* One round: a batch to every node (pipelined: all sent, then all read). */
+/* One round: up to BENCH_PIPELINE batches to every node, all sent before
+ * any answer is read (each connection answers in order). */
 static uint64_t submit_round(load_ctx *c, submitter *s, wallet_conn **conns, uint64_t allowed) {
-    uint64_t per = (allowed + c->n_nodes - 1) / c->n_nodes, sent = 0;
+    size_t slots = c->n_nodes * BENCH_PIPELINE;
+    uint64_t per = (allowed + slots - 1) / slots, sent = 0;
     char err[WALLET_ERR_LEN];
-    int sent_to[BENCH_NODES_MAX] = {0};
-    for (size_t i = 0; i < c->n_nodes && sent < allowed; i++) {
-        uint64_t want = allowed - sent < per ? allowed - sent : per;
-        size_t bytes = frame_batch(c, s, i, want);
-        if (s->batch_n[i] == 0) break;
-        int rc = wallet_conn_send(conns[i], err, "POST", "/v1/txs/batch", "application/octet-stream",
-                                  s->body[i], bytes);
-        if (rc) die_msg("submit", err);
-        sent_to[i] = 1;
-        sent += s->batch_n[i];
-        s->submitted += s->batch_n[i];
-    }
-    for (size_t i = 0; i < c->n_nodes; i++) {
-        if (!sent_to[i]) continue;
-        wallet_http_response r;
-        int rc = wallet_conn_recv(conns[i], &r, err);
-        if (rc) die_msg("submit", err);
-        rc = batch_result(c, s, i, &r, err);
-        wallet_http_response_free(&r);
-        if (rc) die_msg("submit", err);
-    }
+    int used[BENCH_NODES_MAX * BENCH_PIPELINE] = {0};
+    for (size_t k = 0; k < BENCH_PIPELINE && sent < allowed; k++)
+        for (size_t i = 0; i < c->n_nodes && sent < allowed; i++) {
+            size_t slot = i * BENCH_PIPELINE + k;
+            uint64_t want = allowed - sent < per ? allowed - sent : per;
+            size_t bytes = frame_batch(c, s, slot, want);
+            if (s->batch_n[slot] == 0) break;
+            int rc = wallet_conn_send(conns[i], err, "POST", "/v1/txs/batch", "application/octet-stream",
+                                      s->body[slot], bytes);
+            if (rc) die_msg("submit", err);
+            used[slot] = 1;
+            sent += s->batch_n[slot];
+            s->submitted += s->batch_n[slot];
+        }
+    for (size_t k = 0; k < BENCH_PIPELINE; k++)
+        for (size_t i = 0; i < c->n_nodes; i++) {
+            size_t slot = i * BENCH_PIPELINE + k;
+            if (!used[slot]) continue;
+            wallet_http_response r;
+            int rc = wallet_conn_recv(conns[i], &r, err);
+            if (rc) die_msg("submit", err);
+            rc = batch_result(s, slot, &r, err);
+            wallet_http_response_free(&r);
+            if (rc) die_msg("submit", err);
+        }
     return sent;
 }
 
@@ -784,6 +794,8 @@ static void load_run(load_ctx *c, submitter *s, double *t_end) {
     char err[WALLET_ERR_LEN];
     for (size_t i = 0; i < c->n_nodes; i++) {
         if (wallet_conn_open(&conns[i], err, &c->nodes[i])) die_msg("connect", err);
+    }
+    for (size_t i = 0; i < c->n_nodes * BENCH_PIPELINE; i++) {
         s->batch_ix[i] = xcalloc(BENCH_BATCH_TXS, sizeof(uint32_t));
         s->body[i] = xcalloc(1, BENCH_BATCH_BYTES);
     }
@@ -800,8 +812,8 @@ static void load_run(load_ctx *c, submitter *s, double *t_end) {
         if (atomic_load(&c->committed) >= s->accepted) break;
         sleep_ms(20);
     }
-    for (size_t i = 0; i < c->n_nodes; i++) {
-        wallet_conn_close(conns[i]);
+    for (size_t i = 0; i < c->n_nodes; i++) wallet_conn_close(conns[i]);
+    for (size_t i = 0; i < c->n_nodes * BENCH_PIPELINE; i++) {
         free(s->batch_ix[i]);
         free(s->body[i]);
     }
@@ -811,17 +823,21 @@ static void load_run(load_ctx *c, submitter *s, double *t_end) {
 static void load_report(load_ctx *c, const submitter *s, double t0, double t_end) {
     uint64_t *lat = xcalloc(c->n_txs, sizeof *lat);
     size_t n = 0;
+    /* Throughput counts commits after a warm-up (the first blocks carry no
+     * load yet) up to the end of submission. */
+    double warm_s = c->duration_s / 5 < 2 ? c->duration_s / 5 : 2;
     uint64_t in_window = 0, t0_ns = (uint64_t)(t0 * 1e9), tend_ns = (uint64_t)(t_end * 1e9);
+    uint64_t twarm_ns = (uint64_t)((t0 + warm_s) * 1e9);
     uint64_t last_commit = 0;
     for (uint32_t i = 0; i < c->n_txs; i++) {
         uint64_t sub = atomic_load(&c->txs[i].submit_ns), com = atomic_load(&c->txs[i].commit_ns);
         if (!sub || !com) continue;
         lat[n++] = com > sub ? com - sub : 0;
-        if (com <= tend_ns) in_window++;
+        if (com >= twarm_ns && com <= tend_ns) in_window++;
         if (com > last_commit) last_commit = com;
     }
     qsort(lat, n, sizeof *lat, cmp_u64);
-    double window_s = t_end - t0;
+    double window_s = t_end - t0, steady_s = t_end - t0 - warm_s;
     double all_s = last_commit > t0_ns ? (double)(last_commit - t0_ns) / 1e9 : window_s;
     printf("{\"mode\": \"%s\", \"nodes\": %zu, \"offered_tx_s\": %" PRIu64 ", \"window\": %" PRIu64 ", "
            "\"duration_s\": %.2f, \"presigned\": %u, \"submitted\": %" PRIu64 ", \"accepted\": %" PRIu64 ", "
@@ -832,7 +848,7 @@ static void load_report(load_ctx *c, const submitter *s, double t0, double t_end
            "\"first_reject\": ",
            c->rate ? "rate" : "saturation", c->n_nodes, c->rate, c->rate ? 0 : c->window, window_s, c->n_txs,
            s->submitted - s->retried, s->accepted, s->rejected, s->retried, n,
-           s->accepted > n ? s->accepted - n : 0, (double)in_window / window_s, (double)n / all_s,
+           s->accepted > n ? s->accepted - n : 0, (double)in_window / steady_s, (double)n / all_s,
            (double)pct(lat, n, 0.50) / 1e6, (double)pct(lat, n, 0.99) / 1e6,
            n ? (double)lat[n - 1] / 1e6 : 0.0, c->blocks_seen,
            c->blocks_seen ? (double)c->block_txs_seen / (double)c->blocks_seen : 0.0, c->foreign_txs);
@@ -929,6 +945,9 @@ typedef struct {
     chain_pubkey grantee;
     uint64_t seed, grants, per_patient, block_txs, blocks;
     uint64_t created_at;   /* fixed for the run; well inside the clock skew */
+    double time_limit_s;   /* 0 = none; else stop after the block that passes it */
+    uint64_t committed_grants, committed_blocks;
+    int stop;              /* under mu: workers leave */
     pop_slot *slots;
     uint32_t n_slots, workers;
     pthread_mutex_t mu;
@@ -971,8 +990,10 @@ static void *pop_worker(void *arg) {
     for (uint64_t seq = j->worker; seq < p->blocks; seq += p->workers) {
         pop_slot *sl = &p->slots[seq % p->n_slots];
         pthread_mutex_lock(&p->mu);
-        while (sl->ready || sl->seq != seq) pthread_cond_wait(&p->cv, &p->mu);
+        while (!p->stop && (sl->ready || sl->seq != seq)) pthread_cond_wait(&p->cv, &p->mu);
+        int stop = p->stop;
         pthread_mutex_unlock(&p->mu);
+        if (stop) break;
         pop_fill(p, sl, seq);
         pthread_mutex_lock(&p->mu);
         sl->ready = 1;
@@ -985,12 +1006,17 @@ static void *pop_worker(void *arg) {
 /* Executes, certifies and commits one block, like a node that received it
  * with its certificate: proposer is the view-0 primary, and `signers`
  * validator keys (a quorum) sign the commit. */
+typedef struct {
+    double wait_s, exec_s, cert_s, commit_s;   /* where the main thread's time went */
+} pop_times;
+
 static void pop_commit(chain_store *st, const pop_slot *sl, chain_key *const *signers, uint32_t n_signers,
-                       uint64_t *time_ms) {
+                       uint64_t *time_ms, pop_times *tm) {
     const chain_genesis *g = chain_store_genesis(st);
     chain_exec *ex = NULL;
     uint64_t t = wall_ms();
     *time_ms = t > *time_ms ? t : *time_ms + 1;
+    double t0 = now_s();
     int err = chain_exec_begin(&ex, st, *time_ms);
     if (err) die("exec_begin", err);
     /* The signatures were made by this process a moment ago: execution
@@ -1000,6 +1026,7 @@ static void pop_commit(chain_store *st, const pop_slot *sl, chain_key *const *si
     chain_block b;
     chain_block_init(&b);
     if ((err = chain_exec_finish(ex, &b))) die("exec_finish", err);
+    double t1 = now_s();
     b.hdr.proposer = g->institutions[0].key;
     b.hdr.view = 0;
     chain_hash bh;
@@ -1015,9 +1042,14 @@ static void pop_commit(chain_store *st, const pop_slot *sl, chain_key *const *si
         if ((err = chain_sign(signers[i], &b.cert.sigs[i].sig, &msg))) die("sign cert", err);
     }
     if ((err = chain_cert_verify(&b.cert, g, &b.hdr))) die("cert", err);
+    double t2 = now_s();
     if ((err = chain_exec_commit(ex, &b))) die("exec_commit", err);
     chain_exec_abort(ex);
     chain_block_free(&b);
+    double t3 = now_s();
+    tm->exec_s += t1 - t0;
+    tm->cert_s += t2 - t1;
+    tm->commit_s += t3 - t2;
 }
 
 static void pop_load_signers(chain_key **keys, uint32_t n, const char *testnet, const chain_genesis *g) {
@@ -1035,7 +1067,7 @@ static void pop_load_signers(chain_key **keys, uint32_t n, const char *testnet, 
     }
 }
 
-static void pop_run(pop_ctx *p, chain_store *st, chain_key *const *signers, uint32_t n_signers) {
+static void pop_run(pop_ctx *p, chain_store *st, chain_key *const *signers, uint32_t n_signers, pop_times *tm) {
     pthread_t th[BENCH_THREADS_MAX];
     pop_job jobs[BENCH_THREADS_MAX];
     for (uint32_t i = 0; i < p->workers; i++) {
@@ -1046,15 +1078,22 @@ static void pop_run(pop_ctx *p, chain_store *st, chain_key *const *signers, uint
     double t0 = now_s(), last = t0;
     for (uint64_t seq = 0; seq < p->blocks; seq++) {
         pop_slot *sl = &p->slots[seq % p->n_slots];
+        double tw = now_s();
         pthread_mutex_lock(&p->mu);
         while (!sl->ready || sl->seq != seq) pthread_cond_wait(&p->cv, &p->mu);
         pthread_mutex_unlock(&p->mu);
-        pop_commit(st, sl, signers, n_signers, &time_ms);
+        tm->wait_s += now_s() - tw;
+        pop_commit(st, sl, signers, n_signers, &time_ms, tm);
+        p->committed_grants += sl->n;
+        p->committed_blocks++;
+        int over = p->time_limit_s > 0 && now_s() - t0 >= p->time_limit_s;
         pthread_mutex_lock(&p->mu);
         sl->ready = 0;
         sl->seq = seq + p->n_slots;
+        p->stop = over;
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
+        if (over) break;
         if (now_s() - last >= 10) {
             last = now_s();
             fprintf(stderr, "consent_bench populate: %" PRIu64 "/%" PRIu64 " blocks, %.0f s\n", seq + 1, p->blocks,
@@ -1067,7 +1106,8 @@ static void pop_run(pop_ctx *p, chain_store *st, chain_key *const *signers, uint
 static int cmd_populate(int argc, char **argv) {
     static const wallet_opt_spec spec[] = {{"testnet", 1}, {"data", 1},        {"signers", 1},
                                            {"grants", 1},  {"block-txs", 1},   {"blocks", 1},
-                                           {"seed", 1},    {"per-patient", 1}, {"threads", 1}};
+                                           {"seed", 1},    {"per-patient", 1}, {"threads", 1},
+                                           {"time-limit", 1}};
     opts o;
     opts_parse(&o, spec, sizeof spec / sizeof spec[0], argc, argv);
     const char *testnet = opt_str(&o, "testnet", NULL);
@@ -1092,6 +1132,7 @@ static int cmd_populate(int argc, char **argv) {
     p->workers = (uint32_t)opt_u64(&o, "threads", (uint64_t)cores(), BENCH_THREADS_MAX);
     if (p->workers == 0) die_msg("usage", "--threads must be >= 1");
     p->created_at = wall_ms() / 1000;
+    p->time_limit_s = (double)opt_u64(&o, "time-limit", 0, 24 * 3600);
 
     chain_key *signers[CHAIN_VALIDATORS_MAX];
     pop_load_signers(signers, n_signers, testnet, g);
@@ -1112,13 +1153,16 @@ static int cmd_populate(int argc, char **argv) {
     fprintf(stderr, "consent_bench populate: %" PRIu64 " grants in %" PRIu64 " blocks, %u signers, %u threads\n",
             p->grants, p->blocks, n_signers, p->workers);
     double t0 = now_s();
-    pop_run(p, st, signers, n_signers);
+    pop_times tm = {0, 0, 0, 0};
+    pop_run(p, st, signers, n_signers, &tm);
     double dt = now_s() - t0;
     printf("{\"grants\": %" PRIu64 ", \"blocks\": %" PRIu64 ", \"from_height\": %" PRIu64 ", "
            "\"height\": %" PRIu64 ", \"seconds\": %.1f, \"grants_per_s\": %.0f, \"blocks_per_s\": %.1f, "
-           "\"per_patient\": %" PRIu64 ", \"seed\": %" PRIu64 "}\n",
-           p->grants, p->blocks, h0, chain_store_height(st), dt, (double)p->grants / dt, (double)p->blocks / dt,
-           p->per_patient, p->seed);
+           "\"per_patient\": %" PRIu64 ", \"seed\": %" PRIu64 ", \"main_thread_s\": {\"wait_for_signers\": %.1f, "
+           "\"exec\": %.1f, \"cert\": %.1f, \"commit\": %.1f}}\n",
+           p->committed_grants, p->committed_blocks, h0, chain_store_height(st), dt,
+           (double)p->committed_grants / dt, (double)p->committed_blocks / dt,
+           p->per_patient, p->seed, tm.wait_s, tm.exec_s, tm.cert_s, tm.commit_s);
     chain_store_close(st);
     for (uint32_t i = 0; i < p->n_slots; i++) {
         for (uint64_t j = 0; j < p->block_txs; j++) free(p->slots[i].txs[j]);
@@ -1157,7 +1201,7 @@ static char **checks_targets(uint32_t n, const chain_genesis *g, uint64_t seed, 
 }
 
 typedef struct {
-    uint64_t done, permit, deny, errors, proofs;
+    uint64_t done, permit, deny, errors, proofs, state_proofs;
     uint64_t *lat;
     size_t lat_n, lat_cap;
 } checks_stats;
@@ -1168,6 +1212,7 @@ static void checks_answer(checks_stats *s, const wallet_http_response *r, uint64
     else if (strstr(r->body, "\"decision\": \"permit\"") || strstr(r->body, "\"decision\":\"permit\"")) s->permit++;
     else s->deny++;
     if (proof && r->status == 200 && strstr(r->body, "\"cert\"")) s->proofs++;
+    if (proof && r->status == 200 && strstr(r->body, "\"proof\"")) s->state_proofs++;
     if (s->lat_n < s->lat_cap) s->lat[s->lat_n++] = lat_ns;
 }
 
@@ -1227,9 +1272,9 @@ static int cmd_checks(int argc, char **argv) {
     wallet_conn_close(k);
     qsort(s.lat, s.lat_n, sizeof *s.lat, cmp_u64);
     printf("{\"proof\": %s, \"depth\": %u, \"duration_s\": %.2f, \"checks\": %" PRIu64 ", \"checks_per_s\": %.0f, "
-           "\"permit\": %" PRIu64 ", \"deny\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"with_cert\": %" PRIu64 ", "
+           "\"permit\": %" PRIu64 ", \"deny\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"with_cert\": %" PRIu64 ", \"with_state_proof\": %" PRIu64 ", "
            "\"latency_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, \"patients\": %" PRIu64 "}\n",
-           proof ? "true" : "false", depth, dt, s.done, (double)s.done / dt, s.permit, s.deny, s.errors, s.proofs,
+           proof ? "true" : "false", depth, dt, s.done, (double)s.done / dt, s.permit, s.deny, s.errors, s.proofs, s.state_proofs,
            (double)pct(s.lat, s.lat_n, 0.5) / 1e6, (double)pct(s.lat, s.lat_n, 0.99) / 1e6,
            s.lat_n ? (double)s.lat[s.lat_n - 1] / 1e6 : 0.0, patients);
     for (uint32_t i = 0; i < sample; i++) free(targets[i]);
@@ -1292,7 +1337,8 @@ static void usage(FILE *f) {
             "  load       --nodes URL,... --genesis PATH [--rate TX_S | --rate 0 --window N] [--duration S]\n"
             "             [--drain S] [--txs N] [--revoke-pct P] [--seed X]\n"
             "  populate   --testnet DIR --data DIR [--grants N] [--block-txs N] [--blocks N] [--signers N]\n"
-            "             [--per-patient K] [--seed X] [--threads T]   (the node must be stopped)\n"
+            "             [--per-patient K] [--seed X] [--threads T] [--time-limit S]\n"
+            "             (the node must be stopped)\n"
             "  checks     --node URL --genesis PATH --patients N [--seed X] [--duration S] [--depth D]\n"
             "             [--sample N] [--proof]\n"
             "  sync       --node URL --height H [--timeout S] [--txs N]\n");
