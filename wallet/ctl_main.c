@@ -28,7 +28,7 @@ static const wallet_opt_spec SPEC[] = {
     {"block-interval-ms", 1}, {"force", 0},  {"patient", 1},      {"grantee", 1},
     {"scope", 1},       {"purpose", 1},      {"at", 1},           {"key", 1},
     {"grant", 1},       {"request-hash", 1}, {"passphrase-file", 1}, {"wait", 0},
-    {"timeout", 1},
+    {"timeout", 1},     {"from", 1},
 };
 #define N_SPEC (sizeof SPEC / sizeof SPEC[0])
 
@@ -42,6 +42,9 @@ static const char USAGE[] =
     "  check --patient KEY --grantee KEY --scope S --purpose U [--at T] [--json]\n"
     "      may the grantee receive scope S about the patient for purpose U at time T?\n"
     "      prints \"permit\" or \"deny: <reason>\"; exit 0 permit, 1 deny, 2 error\n"
+    "  watch [--from H] [--key FILE] [--json]\n"
+    "      stream committed grants and revocations, one line each, until interrupted\n"
+    "      (--json: the node's JSON lines as they are)\n"
     "  status [--json]             height, view, primary, peers of a node\n"
     "  tx HASH                     a transaction's status (JSON)\n"
     "  block HEIGHT                a block with its commit certificate (JSON)\n"
@@ -50,6 +53,9 @@ static const char USAGE[] =
     "      a gateway records a release it made under a grant (key: institutions/NAME.key)\n"
     "\n"
     "  --node URL   node API (default $CONSENT_NODE or http://127.0.0.1:7700)\n"
+    "  --key FILE   sign requests with this institution key (check, watch), e.g.\n"
+    "               DIR/institutions/gateway-0.key; passphrase from --passphrase-file F,\n"
+    "               $CONSENT_PASSPHRASE or a prompt\n"
     "Times: unix seconds, YYYY-MM-DD (UTC midnight) or RFC 3339 UTC.\n";
 
 typedef struct {
@@ -291,6 +297,80 @@ static int access_args(ctx *c, chain_access_record *rec)
     return 0;
 }
 
+/* Loads --key (an institution key) if given; *key stays NULL otherwise. */
+static int load_opt_key(ctx *c, chain_key **key)
+{
+    char pass[WALLET_PASSPHRASE_MAX + 1];
+    int rc;
+    *key = NULL;
+    if (!opt(c, "key"))
+        return 0;
+    rc = wallet_passphrase(pass, c->err, opt(c, "passphrase-file"), 0);
+    if (!rc)
+        rc = wallet_key_load(key, c->err, opt(c, "key"), pass);
+    OPENSSL_cleanse(pass, sizeof pass);
+    return rc ? fail(c->err) : 0;
+}
+
+typedef struct {
+    int raw;                 /* --json: print the node's lines as they are */
+    uint64_t last_height;
+    char err[WALLET_ERR_LEN];
+} watch_state;
+
+static int on_event(void *arg, const char *line, size_t len)
+{
+    watch_state *w = arg;
+    wallet_event e;
+    char out[WALLET_EVENT_LINE_MAX];
+    int rc = wallet_event_parse(&e, w->err, line, len);
+    if (rc)
+        return rc;
+    if (w->raw) {
+        fwrite(line, 1, len, stdout);
+        fputc('\n', stdout);
+    } else {
+        wallet_event_format(out, sizeof out, &e);
+        printf("%s\n", out);
+    }
+    /* A gateway pipes this into its cache: every event must leave now. */
+    fflush(stdout);
+    w->last_height = e.height;
+    return 0;
+}
+
+static int cmd_watch(ctx *c)
+{
+    char target[64];
+    watch_state w;
+    chain_key *key = NULL;
+    uint64_t from = 0;
+    int rc;
+    memset(&w, 0, sizeof w);
+    w.raw = opt(c, "json") != NULL;
+    if (opt(c, "from") && wallet_parse_u64(&from, opt(c, "from")))
+        return usage_error("--from: not a block height");
+    snprintf(target, sizeof target, "/v1/events");
+    if (opt(c, "from"))
+        snprintf(target, sizeof target, "/v1/events?from=%" PRIu64, from);
+    rc = load_opt_key(c, &key);
+    if (rc)
+        return rc;
+    c->client.sign_key = key;
+    rc = wallet_client_stream(&c->client, c->err, target, on_event, &w);
+    chain_key_destroy(key);
+    if (rc == WALLET_EJSON)
+        return fail(w.err);
+    if (rc)
+        return fail(c->err);
+    /* Resume at the last height seen, not after it: the stream may have
+     * ended between two events of one block, and a repeated event is
+     * harmless to a cache where a lost one is not. */
+    snprintf(c->err, sizeof c->err, "the node ended the stream (last event at height %" PRIu64
+             "; resume with --from %" PRIu64 ")", w.last_height, w.last_height ? w.last_height : from);
+    return fail(c->err);
+}
+
 static int cmd_access_record(ctx *c)
 {
     char pass[WALLET_PASSPHRASE_MAX + 1], hex[2 * CHAIN_HASH_LEN + 1];
@@ -336,6 +416,7 @@ static const command COMMANDS[] = {
     {"testnet", " validators out institutions port-base chain-id block-interval-ms force ", 1,
      cmd_testnet},
     {"check", " patient grantee scope purpose at json ", 1, cmd_check},
+    {"watch", " from key passphrase-file json ", 1, cmd_watch},
     {"status", " json ", 1, cmd_status},
     {"tx", " ", 2, cmd_tx},
     {"block", " ", 2, cmd_block},
