@@ -253,10 +253,7 @@ void node__p2p_on_closing(node__p2p_conn *c) {
     p->st.validators_up--;
     node_log(p->log, NODE_LOG_INFO, "p2p: validator %u down (%s)", c->peer, c->addr);
     node__p2p_sync_peer_down(p, c->peer);
-    if (node__p2p_dials(p, c->peer)) {
-        s->backoff_ms = NODE_P2P_BACKOFF_MIN_MS * 2;
-        dial_schedule(s, NODE_P2P_BACKOFF_MIN_MS);
-    }
+    if (node__p2p_dials(p, c->peer)) dial_failed(s);
     peer_event(p, c->peer, 0);
 }
 
@@ -348,7 +345,6 @@ static void link_up(node__p2p_conn *c, const node_p2p_hello *h, int idx) {
         if (s->link) node__p2p_conn_close(s->link, "replaced by a newer link");
         if (s->dialing == c) s->dialing = NULL;
         s->link = c;
-        s->backoff_ms = NODE_P2P_BACKOFF_MIN_MS;
         p->st.validators_up++;
         node_log(p->log, NODE_LOG_INFO, "p2p: validator %d up (%s)", idx, c->addr);
     }
@@ -398,6 +394,13 @@ static void on_tx(node__p2p_conn *c, const uint8_t *tx, size_t len) {
 
 static void dispatch(node__p2p_conn *c, const node__p2p_msg *m) {
     node_p2p *p = c->p;
+    if (!c->confirmed) {
+        /* The peer talks to us after the Hellos, so it accepted ours: only
+         * now is the backoff reset. A peer that accepts the TLS session and
+         * then refuses our Hello is retried ever more slowly. */
+        c->confirmed = 1;
+        if (c->role == NODE_P2P_ROLE_VALIDATOR) p->peers[c->peer].backoff_ms = NODE_P2P_BACKOFF_MIN_MS;
+    }
     switch (m->type) {
     case NODE__P2P_MSG_HELLO:
         node__p2p_drop(c, "a second Hello");

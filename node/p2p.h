@@ -286,6 +286,8 @@ typedef struct node__p2p_conn {
     uint32_t peer;                /* peer id once UP */
     node_p2p_role role;           /* peer's role once UP */
     uint64_t peer_height;
+    int confirmed;                /* a frame after the Hellos arrived: the
+                                     peer accepted us too */
     char addr[64];                /* peer address for logs */
     uint8_t hdr[4];
     size_t hdr_got;
