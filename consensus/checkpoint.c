@@ -153,6 +153,8 @@ int cons__checkpoint_after_commit(cons_replica *r, uint64_t seq, const chain_has
     cons__buf msg = {0};
     int rc = cons__msg_checkpoint(r, &msg, seq, digest);
     if (rc != CONS_OK) return rc;
+    r->own_ckpt_seq = seq;
+    r->own_ckpt_digest = *digest;
     rc = cons__send(r, UINT32_MAX, &msg);
     if (rc == CONS_OK) rc = ckpt_store(r, r->self, seq, digest, NULL, &msg);
     cons__buf_free(&msg);
@@ -172,4 +174,16 @@ int cons__ckpt_resend(cons_replica *r)
         if (rc != CONS_OK) return rc;
     }
     return CONS_OK;
+}
+
+int cons__ckpt_restart(cons_replica *r)
+{
+    /* Our checkpoint messages die with the process; without them the others
+     * may never see 2f+1 and the window stays full. */
+    if (r->committed % r->cfg.checkpoint_interval == 0 && r->committed > r->own_ckpt_seq)
+        return cons__checkpoint_after_commit(r, r->committed, &r->committed_hash);
+    if (r->own_ckpt_seq <= r->stable_seq) return CONS_OK;
+    uint64_t seq = r->own_ckpt_seq;
+    r->own_ckpt_seq = 0;
+    return cons__checkpoint_after_commit(r, seq, &r->own_ckpt_digest);
 }

@@ -22,7 +22,7 @@
 
 #define CONS__WINDOW_MAX 256u        /* largest accepted cfg.window */
 #define CONS__CKPT_PER_SENDER 4u     /* checkpoint votes kept per validator */
-#define CONS__TIMEOUT_SHIFT_MAX 16u  /* view timeout doubles at most this often */
+#define CONS__TIMEOUT_SHIFT_MAX 6u   /* view timeout doubles at most this often (64x base) */
 #define CONS__ARENA_MAX (2u * CONS_ACTIONS_MAX)
 #define CONS__TAG "consent/cons/v1"
 
@@ -109,6 +109,8 @@ struct cons_replica {
     cons__buf stable_proof[CHAIN_VALIDATORS_MAX];
     cons__slot *slots;          /* cfg.window slots, index seq % window */
     cons__ckpt ckpts[CHAIN_VALIDATORS_MAX][CONS__CKPT_PER_SENDER];
+    uint64_t own_ckpt_seq;      /* our last checkpoint (persisted) */
+    chain_hash own_ckpt_digest;
     cons__vc vcs[CHAIN_VALIDATORS_MAX];
     /* timer */
     int timer_armed;
@@ -217,6 +219,8 @@ int cons__stable_adopt(cons_replica *r, uint64_t seq, const chain_hash *digest,
 void cons__fetch(cons_replica *r, uint64_t seq);
 /* Broadcasts again our own checkpoints above the low watermark. */
 int cons__ckpt_resend(cons_replica *r);
+/* After a restart: our last checkpoint (or one for the store's tip) again. */
+int cons__ckpt_restart(cons_replica *r);
 
 /* ---------------------------------------------------------------- viewchange.c */
 int cons__start_view_change(cons_replica *r, uint64_t now_ms, uint64_t view);

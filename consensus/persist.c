@@ -5,8 +5,10 @@
  * primary, and for every slot the pre-prepare it accepted for (view, seq)
  * and whether it already sent Prepare and Commit for it. It also holds what
  * a later ViewChange must report: the stable checkpoint with its proof and
- * the highest prepared certificate of every slot. Blocks are not in it: the
- * committed ones are in the store, the others are fetched again if needed.
+ * the highest prepared certificate of every slot, and the block bytes of
+ * uncommitted slots (committed blocks are in the store): if every replica
+ * that voted for a block lost its bytes in a crash, the certified digest
+ * could never be delivered again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,11 @@ int cons__persist_encode(const cons_replica *r, uint8_t **out, size_t *len)
     st.stable_seq = r->stable_seq;
     st.failed_views = r->failed_views;
     st.view_changes = r->view_changes;
+    st.own_checkpoint_seq = r->own_ckpt_seq;
+    if (r->own_ckpt_seq > 0) {
+        st.own_checkpoint_digest.data = (uint8_t *)r->own_ckpt_digest.b;
+        st.own_checkpoint_digest.len = CHAIN_HASH_LEN;
+    }
     if (r->stable_seq > 0) {
         st.stable_digest.data = (uint8_t *)r->stable_digest.b;
         st.stable_digest.len = CHAIN_HASH_LEN;
@@ -54,6 +61,12 @@ int cons__persist_encode(const cons_replica *r, uint8_t **out, size_t *len)
             ss->digest.data = (uint8_t *)s->digest.b;
             ss->digest.len = CHAIN_HASH_LEN;
             bin(&ss->pre_prepare, &s->pp_env);
+        }
+        if (s->block.p != NULL && s->seq > r->committed && s->vstate != CONS__V_BAD) {
+            bin(&ss->block, &s->block);
+            ss->block_digest.data = (uint8_t *)s->block_digest.b;
+            ss->block_digest.len = CHAIN_HASH_LEN;
+            ss->block_valid = s->vstate == CONS__V_OK;
         }
         ss->sent_prepare = s->sent_prepare;
         ss->sent_commit = s->sent_commit;
@@ -129,6 +142,11 @@ static int restore_slot(cons_replica *r, const Consent__ConsSlotState *ss)
     s->sent_prepare = ss->sent_prepare;
     s->sent_commit = ss->sent_commit;
     s->certified = ss->certified;
+    if (ss->block.len > 0) {
+        if (cons__digest_get(&s->block_digest, ss->block_digest) != CONS_OK) return CONS_EDECODE;
+        if (cons__buf_set(&s->block, ss->block.data, ss->block.len) != CONS_OK) return CONS_ENOMEM;
+        s->vstate = ss->block_valid ? CONS__V_OK : CONS__V_NONE;
+    }
     /* Delivered before the crash: never hand it out again. */
     if (s->seq <= r->committed) s->commit_emitted = 1;
     return ss->pcert != NULL ? restore_pcert(r, s, ss->pcert) : CONS_OK;
@@ -145,6 +163,11 @@ int cons__persist_restore(cons_replica *r, const uint8_t *buf, size_t len)
     r->next_seq = st->next_seq;
     r->failed_views = st->failed_views;
     r->view_changes = st->view_changes;
+    if (st->own_checkpoint_seq > 0) {
+        if (st->own_checkpoint_seq % r->cfg.checkpoint_interval != 0) goto done;
+        if (cons__digest_get(&r->own_ckpt_digest, st->own_checkpoint_digest) != CONS_OK) goto done;
+        r->own_ckpt_seq = st->own_checkpoint_seq;
+    }
     if (st->stable_seq > 0) {
         if (cons__digest_get(&r->stable_digest, st->stable_digest) != CONS_OK) goto done;
         if (cons__ckpt_proof_check(r, st->stable_seq, &r->stable_digest, st->stable_proof,

@@ -97,11 +97,11 @@ int cons_start(cons_replica *r, cons_actions *out, uint64_t now_ms)
 {
     if (r == NULL || out == NULL) return CONS_EINVAL;
     cons__begin(r, out);
-    int rc = CONS_OK;
-    if (r->in_vc) {
+    int rc = cons__ckpt_restart(r);
+    if (rc == CONS_OK && r->in_vc) {
         /* Restarted during a view change: say again where we stand. */
         rc = cons__send_view_change(r, now_ms);
-    } else {
+    } else if (rc == CONS_OK) {
         cons__timer_update(r, now_ms, 1);
         if (r->stable_seq > r->committed) cons__fetch(r, r->stable_seq);
         cons__maybe_validate(r);
@@ -320,8 +320,10 @@ int cons__progress(cons_replica *r, uint64_t now_ms, cons__slot *s)
     int rc = CONS_OK;
     if (!s->has_pp || r->in_vc || s->view != r->view) return CONS_OK;
     uint32_t p = cons__primary_of(r, s->view);
-    int valid = s->certified || (s->vstate == CONS__V_OK &&
-                                 memcmp(&s->block_digest, &s->digest, sizeof s->digest) == 0);
+    /* Even for a digest certified by a NewView, vote only holding valid
+     * bytes: then every commit certificate implies f+1 honest replicas that
+     * can deliver the block and serve it to the others by sync. */
+    int valid = s->vstate == CONS__V_OK && memcmp(&s->block_digest, &s->digest, sizeof s->digest) == 0;
     if (r->self != p && !s->sent_prepare && valid) {
         rc = cast(r, s, CONSENT__CONS_MSG_TYPE__CONS_MSG_PREPARE, &s->prep[r->self]);
         if (rc != CONS_OK) return rc;
