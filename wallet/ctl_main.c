@@ -324,6 +324,8 @@ static int on_event(void *arg, const char *line, size_t len)
     wallet_event e;
     char out[WALLET_EVENT_LINE_MAX];
     int rc = wallet_event_parse(&e, w->err, line, len);
+    if (rc == 1)
+        return 0;   /* heartbeat */
     if (rc)
         return rc;
     if (w->raw) {

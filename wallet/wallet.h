@@ -268,7 +268,9 @@ typedef struct {
     chain_hash grant_id;
 } wallet_event;
 
-/* Parses one line (without its newline). WALLET_EJSON with the reason in err. */
+/* Parses one line (without its newline): 0 and *out set, 1 for a comment
+ * line (starting ':' or '#', the node's heartbeat; *out untouched), or
+ * WALLET_EJSON with the reason in err. */
 int wallet_event_parse(wallet_event *out, char *err, const char *line, size_t len) CHAIN_WUR;
 /* One readable line (no newline): "height H TYPE patient P [grantee G]
  * [grant ID] tx T". cap >= WALLET_EVENT_LINE_MAX is always enough. */

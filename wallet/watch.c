@@ -78,6 +78,8 @@ int wallet_event_parse(wallet_event *out, char *err, const char *line, size_t le
         snprintf(err, WALLET_ERR_LEN, "event line over %d bytes", WALLET_EVENT_LINE_MAX);
         return WALLET_EJSON;
     }
+    if (len > 0 && (line[0] == ':' || line[0] == '#'))
+        return 1;   /* a heartbeat comment keeping an idle stream open */
     j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!j || !json_is_object(j)) {
         snprintf(err, WALLET_ERR_LEN, "event: not a JSON object");
