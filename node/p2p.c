@@ -134,7 +134,13 @@ static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         dial_failed(s);
         return;
     }
-    dial_connect(s, res->ai_addr);
+    /* Take the addresses in turn over successive attempts, so a name with
+     * an unreachable first address (say ::1 before 127.0.0.1) still works. */
+    size_t n = 0;
+    for (const struct addrinfo *a = res; a != NULL && n < 64; a = a->ai_next) n++;
+    const struct addrinfo *pick = res;
+    for (size_t k = s->attempts++ % n; k > 0; k--) pick = pick->ai_next;
+    dial_connect(s, pick->ai_addr);
     uv_freeaddrinfo(res);
 }
 

@@ -316,6 +316,7 @@ typedef struct node__p2p_slot {
     node__p2p_conn *dialing;      /* our attempt, not yet authenticated */
     node__p2p_conn *link;         /* the authenticated link */
     uint32_t backoff_ms;          /* delay before the next attempt after a failure */
+    uint32_t attempts;            /* picks among the addresses of a name */
     uint64_t height;              /* last status */
 } node__p2p_slot;
 
