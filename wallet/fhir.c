@@ -194,8 +194,12 @@ static int concept(char *err, const json_t *cc, const char *path, coding_fn acce
 static int unknown_code(char *err, const char *path, const char *sys, const char *code,
                         const char *supported)
 {
-    snprintf(err, WALLET_ERR_LEN, "%s: code %.40s of system %.80s is not supported (%s)", path,
-             code, sys, supported);
+    size_t n;
+    snprintf(err, WALLET_ERR_LEN, "%.48s: code %.40s of system %.80s is not supported", path, code,
+             sys);
+    n = strlen(err);
+    assert(n < WALLET_ERR_LEN);
+    snprintf(err + n, WALLET_ERR_LEN - n, " (%s)", supported);
     return CHAIN_ECODE;
 }
 
@@ -441,8 +445,7 @@ static int scopes(chain_grant *g, char *err, const json_t *arr, int label)
         if (!scope)
             return unknown_code(err, path, sys, code,
                                 label ? "labels: v3-ActCode HIV, MH, SUD; " SYS_SCOPE
-                                      : "classes: FHIR resource types we know, observation-category "
-                                        "laboratory, imaging, vital-signs, social-history; " SYS_SCOPE);
+                                      : "classes: resource-types, observation-category, " SYS_SCOPE);
         rc = add_code(g->scopes, &g->n_scopes, CHAIN_SCOPES_MAX, err, scope, path);
     }
     return rc;
