@@ -18,6 +18,7 @@ SSL_CTX *node__p2p_ssl_ctx(const node_p2p *p) { return p->tls; }
 uv_loop_t *node__p2p_loop(const node_p2p *p) { return p->loop; }
 const node_logger *node__p2p_log(const node_p2p *p) { return p->log; }
 size_t node__p2p_queue_max(const node_p2p *p) { return p->queue_max; }
+uint32_t node__p2p_handshake_ms(const node_p2p *p) { return p->handshake_ms; }
 void node__p2p_count_drop(node_p2p *p) { p->st.dropped_frames++; }
 void node__p2p_count_handshake_failure(node_p2p *p) { p->st.handshake_failures++; }
 void node__p2p_count_overflow(node_p2p *p) { p->st.send_overflows++; }
@@ -493,6 +494,7 @@ int node_p2p_create(node_p2p **out, const node_p2p_config *cfg) {
     p->arg = cfg->arg;
     p->accept_full = cfg->accept_full_nodes;
     p->queue_max = cfg->send_queue_bytes_max ? cfg->send_queue_bytes_max : NODE_P2P_SEND_QUEUE_BYTES_MAX;
+    p->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : NODE_P2P_HANDSHAKE_TIMEOUT_MS;
     p->sync_peer = NODE_P2P_NO_PEER;
     if (cfg->listen_addr) snprintf(p->listen_addr, sizeof p->listen_addr, "%s", cfg->listen_addr);
     p->key = cfg->key;

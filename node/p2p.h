@@ -109,6 +109,8 @@ typedef struct {
     int accept_full_nodes;
     /* Per-link cap on bytes queued for the socket; 0 = the default. */
     size_t send_queue_bytes_max;
+    /* Connect + TLS + Hello deadline; 0 = NODE_P2P_HANDSHAKE_TIMEOUT_MS. */
+    uint32_t handshake_timeout_ms;
     const node_logger *log;   /* may be NULL: no logging */
     node_p2p_callbacks cb;
     void *arg;
@@ -334,6 +336,7 @@ struct node_p2p {
     char listen_addr[NODE_ADDR_MAX];
     int accept_full;
     size_t queue_max;
+    uint32_t handshake_ms;
     SSL_CTX *tls;
     uv_tcp_t listener;
     int listener_open;
@@ -389,5 +392,6 @@ SSL_CTX *node__p2p_ssl_ctx(const node_p2p *p);
 uv_loop_t *node__p2p_loop(const node_p2p *p);
 const node_logger *node__p2p_log(const node_p2p *p);
 size_t node__p2p_queue_max(const node_p2p *p);
+uint32_t node__p2p_handshake_ms(const node_p2p *p);
 
 #endif

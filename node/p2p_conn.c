@@ -40,8 +40,8 @@ static void deadline_cb(uv_timer_t *t) {
     node__p2p_conn *c = t->data;
     if (c->state == NODE__P2P_CONN_UP || c->state == NODE__P2P_CONN_CLOSING) return;
     node__p2p_count_handshake_failure(c->p);
-    node_log(node__p2p_log(c->p), NODE_LOG_WARN, "p2p: refused %s: no authenticated Hello within %d ms",
-             c->addr[0] ? c->addr : "peer", NODE_P2P_HANDSHAKE_TIMEOUT_MS);
+    node_log(node__p2p_log(c->p), NODE_LOG_WARN, "p2p: refused %s: no authenticated Hello within %u ms",
+             c->addr[0] ? c->addr : "peer", node__p2p_handshake_ms(c->p));
     node__p2p_conn_close(c, "handshake timeout");
 }
 
@@ -65,7 +65,7 @@ node__p2p_conn *node__p2p_conn_new(node_p2p *p, int dialer, uint32_t expect) {
     c->state = NODE__P2P_CONN_CONNECTING;
     /* One deadline covers connect, TLS and Hello: a peer that stalls
      * anywhere before it is authenticated holds a pending slot no longer. */
-    uv_timer_start(&c->timer, deadline_cb, NODE_P2P_HANDSHAKE_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, deadline_cb, node__p2p_handshake_ms(p), 0);
     return c;
 }
 

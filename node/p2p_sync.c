@@ -192,8 +192,8 @@ void node__p2p_on_blocks(node__p2p_conn *c, const node__p2p_msg *m) {
     if (m->n_blocks > 0 && p->cb.on_blocks)
         p->cb.on_blocks(p->arg, c->peer, m->height, m->blocks, m->block_lens, m->n_blocks);
     if (p->stopping) return;
-    if (p->height > before) {
-        sync_check(p);
+    if (p->height > before || p->sync_peer != NODE_P2P_NO_PEER) {
+        sync_check(p);   /* (a no-op if a callback already sent the next request) */
         return;
     }
     p->sync_rr = (c->peer + 1) % p->g->n_validators;

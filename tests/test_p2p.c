@@ -299,17 +299,26 @@ static int full_node_up(tnet *net, const void *arg) {
 /* A statistic of one transport reaching a value: WANT(slot, field, min). */
 typedef struct {
     int slot;
-    size_t off;
+    size_t off, size;   /* a uint64_t or uint32_t field */
     uint64_t min;
 } stat_want;
-#define WANT(slot, field, min) (&(stat_want){(slot), offsetof(node_p2p_stats, field), (min)})
+#define WANT(slot, field, min)                                                                   \
+    (&(stat_want){(slot), offsetof(node_p2p_stats, field), sizeof(((node_p2p_stats *)0)->field), \
+                  (min)})
 
 static int stat_at_least(tnet *net, const void *arg) {
     const stat_want *w = arg;
     if (!net->n[w->slot].open) return 0;
     node_p2p_stats s = stats(net, w->slot);
     uint64_t v;
-    memcpy(&v, (const char *)&s + w->off, sizeof v);
+    if (w->size == sizeof(uint32_t)) {
+        uint32_t v32;
+        memcpy(&v32, (const char *)&s + w->off, sizeof v32);
+        v = v32;
+    } else {
+        ck_assert_uint_eq(w->size, sizeof v);
+        memcpy(&v, (const char *)&s + w->off, sizeof v);
+    }
     return v >= w->min;
 }
 
@@ -931,6 +940,51 @@ START_TEST(test_plain_tcp_garbage_refused) {
 }
 END_TEST
 
+static void raw_connected_silent(uv_connect_t *req, int status) {
+    (void)req;
+    (void)status;   /* refused ones may see a reset; either way they stay silent */
+}
+
+static int raws_closed(tnet *net, const void *arg) {
+    (void)net;
+    const raw_client *rc = arg;
+    for (int i = 0; i < 70; i++)
+        if (!rc[i].closed) return 0;
+    return 1;
+}
+
+START_TEST(test_stalled_links_time_out_and_are_bounded) {
+    tnet *net = net_new(1);
+    node_p2p_config c = node_cfg(net, &net->n[0], NULL, 1);
+    c.handshake_timeout_ms = 300;
+    start_cfg(net, 0, &c, 0);
+    static raw_client rc[70];
+    memset(rc, 0, sizeof rc);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", node_p2p_listen_port(net->n[0].p), &sa);
+    for (int i = 0; i < 70; i++) {
+        uv_tcp_init(&net->loop, &rc[i].tcp);
+        rc[i].tcp.data = &rc[i];
+        ck_assert_int_eq(uv_tcp_connect(&rc[i].req, &rc[i].tcp, (const struct sockaddr *)&sa,
+                                        raw_connected_silent), 0);
+    }
+    /* Beyond NODE_P2P_PENDING_CONNS_MAX unauthenticated links, new ones are
+     * closed at once; the others are closed at the deadline. */
+    ck_assert(run_until(net, stat_at_least, WANT(0, conns_in, 70), WAIT_MS));
+    ck_assert_uint_eq(stats(net, 0).conns_refused, 70 - NODE_P2P_PENDING_CONNS_MAX);
+    ck_assert_uint_eq(stats(net, 0).handshake_failures, 0);
+    ck_assert(run_until(net, stat_at_least, WANT(0, handshake_failures, NODE_P2P_PENDING_CONNS_MAX), WAIT_MS));
+    ck_assert(log_has(net, "no authenticated Hello within 300 ms"));
+    /* With the slots free again a real peer still gets in. */
+    node_p2p_config f = node_cfg(net, &net->n[5], NULL, 0);
+    start_cfg(net, 5, &f, 0);
+    ck_assert(run_until(net, stat_at_least, WANT(0, full_nodes_up, 1), WAIT_MS));
+    for (int i = 0; i < 70; i++) uv_close((uv_handle_t *)&rc[i].tcp, raw_closed);
+    ck_assert(run_until(net, raws_closed, rc, WAIT_MS));
+    net_free(net);
+}
+END_TEST
+
 START_TEST(test_api_errors) {
     tnet *net = net_new(2);
     node_p2p *bad;
@@ -990,6 +1044,7 @@ int main(void) {
     tcase_add_test(links, test_killed_peer_reconnects);
     tcase_add_test(links, test_send_queue_overflow_drops_link);
     tcase_add_test(links, test_plain_tcp_garbage_refused);
+    tcase_add_test(links, test_stalled_links_time_out_and_are_bounded);
     tcase_add_test(links, test_api_errors);
     suite_add_tcase(s, links);
     TCase *sync = tcase_create("sync");
