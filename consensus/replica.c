@@ -321,9 +321,11 @@ int cons__progress(cons_replica *r, uint64_t now_ms, cons__slot *s)
     if (!s->has_pp || r->in_vc || s->view != r->view) return CONS_OK;
     uint32_t p = cons__primary_of(r, s->view);
     /* Even for a digest certified by a NewView, vote only holding valid
-     * bytes: then every commit certificate implies f+1 honest replicas that
-     * can deliver the block and serve it to the others by sync. */
-    int valid = s->vstate == CONS__V_OK && memcmp(&s->block_digest, &s->digest, sizeof s->digest) == 0;
+     * bytes (or having delivered the block already: it is in our store):
+     * then every commit certificate implies f+1 honest replicas that can
+     * deliver the block and serve it to the others by sync. */
+    int valid = (s->vstate == CONS__V_OK && memcmp(&s->block_digest, &s->digest, sizeof s->digest) == 0) ||
+                (s->certified && s->seq <= r->committed);
     if (r->self != p && !s->sent_prepare && valid) {
         rc = cast(r, s, CONSENT__CONS_MSG_TYPE__CONS_MSG_PREPARE, &s->prep[r->self]);
         if (rc != CONS_OK) return rc;

@@ -129,6 +129,9 @@ static int vc_check(const cons_replica *r, const Consent__ConsViewChange *vc, ui
 /* Recomputes O from k verified ViewChanges (see the file comment). */
 static int compute_o(const cons_replica *r, vc_dec *vcs, size_t k, oset *o)
 {
+    size_t n_pc = 0, cap = k * r->cfg.window;
+    pc_entry *pcs = calloc(cap > 0 ? cap : 1, sizeof *pcs);
+    if (pcs == NULL) return CONS_ENOMEM;
     memset(o, 0, sizeof *o);
     for (size_t i = 0; i < k; i++) {
         if (i == 0 || vcs[i].vc->stable_seq > o->min_s) {
@@ -136,29 +139,35 @@ static int compute_o(const cons_replica *r, vc_dec *vcs, size_t k, oset *o)
             o->proof_vc = i;
             if (o->min_s > 0) (void)cons__digest_get(&o->min_digest, vcs[i].vc->stable_digest);
         }
+        /* Verified on receipt: decode once for seq, view and digest. */
+        for (size_t j = 0; j < vcs[i].vc->n_prepared && n_pc < cap; j++) {
+            const Consent__ConsPreparedCert *pc = vcs[i].vc->prepared[j];
+            cons__msg pp;
+            if (cons__msg_decode_type(r, &pp, pc->pre_prepare.data, pc->pre_prepare.len,
+                                      CONSENT__CONS_MSG_TYPE__CONS_MSG_PRE_PREPARE) != CONS_OK) {
+                free(pcs);
+                return CONS_EDECODE;
+            }
+            pcs[n_pc].seq = pp.seq;
+            pcs[n_pc].view = pp.view;
+            pcs[n_pc].digest = pp.digest;
+            n_pc++;
+            cons__msg_free(&pp);
+        }
     }
     for (uint64_t s = o->min_s + 1; s <= o->min_s + r->cfg.window; s++) {
         int found = 0;
         uint64_t best_view = 0;
-        for (size_t i = 0; i < k; i++) {
-            for (size_t j = 0; j < vcs[i].vc->n_prepared; j++) {
-                const Consent__ConsPreparedCert *pc = vcs[i].vc->prepared[j];
-                cons__msg pp;
-                /* Verified on receipt; decode again for seq, view, digest. */
-                if (cons__msg_parse_type(r, &pp, pc->pre_prepare.data, pc->pre_prepare.len,
-                                         CONSENT__CONS_MSG_TYPE__CONS_MSG_PRE_PREPARE) != CONS_OK)
-                    return CONS_EDECODE;
-                if (pp.seq == s && (!found || pp.view > best_view)) {
-                    found = 1;
-                    best_view = pp.view;
-                    o->digests[o->n] = pp.digest;
-                }
-                cons__msg_free(&pp);
+        for (size_t i = 0; i < n_pc; i++)
+            if (pcs[i].seq == s && (!found || pcs[i].view > best_view)) {
+                found = 1;
+                best_view = pcs[i].view;
+                o->digests[o->n] = pcs[i].digest;
             }
-        }
         if (!found) break;
         o->n++;
     }
+    free(pcs);
     return CONS_OK;
 }
 
@@ -267,8 +276,8 @@ static void harvest_blocks(cons_replica *r, const Consent__ConsEnvelope *env, co
         for (size_t j = 0; j < vc->n_prepared && !certified; j++) {
             cons__msg pp;
             const Consent__ConsPreparedCert *pc = vc->prepared[j];
-            if (cons__msg_parse_type(r, &pp, pc->pre_prepare.data, pc->pre_prepare.len,
-                                     CONSENT__CONS_MSG_TYPE__CONS_MSG_PRE_PREPARE) != CONS_OK)
+            if (cons__msg_decode_type(r, &pp, pc->pre_prepare.data, pc->pre_prepare.len,
+                                      CONSENT__CONS_MSG_TYPE__CONS_MSG_PRE_PREPARE) != CONS_OK)
                 continue;
             certified = pp.seq == b->seq && memcmp(&pp.digest, &d, sizeof d) == 0;
             cons__msg_free(&pp);
@@ -498,13 +507,23 @@ static int nv_vcs_check(const cons_replica *r, const Consent__ConsNewView *nv, v
     if (nv->n_view_changes < r->quorum || nv->n_view_changes > r->n) return CONS_EDECODE;
     for (size_t i = 0; i < nv->n_view_changes; i++) {
         cons__msg m;
-        int rc = cons__msg_parse_type(r, &m, nv->view_changes[i].data, nv->view_changes[i].len,
-                                      CONSENT__CONS_MSG_TYPE__CONS_MSG_VIEW_CHANGE);
+        const ProtobufCBinaryData *b = &nv->view_changes[i];
+        int rc = cons__msg_decode_type(r, &m, b->data, b->len, CONSENT__CONS_MSG_TYPE__CONS_MSG_VIEW_CHANGE);
         if (rc != CONS_OK) return rc;
-        if (seen[m.sender]) { cons__msg_free(&m); return CONS_EDECODE; }
+        if (seen[m.sender] || m.env->n_blocks != 0) { cons__msg_free(&m); return CONS_EDECODE; }
         seen[m.sender] = 1;
+        /* The very bytes we verified when they reached us need no second
+         * round of signature checks; anything else is checked in full. */
+        const cons__vc *have = &r->vcs[m.sender];
+        int known = have->has && have->view == nv->view && have->env.len == b->len &&
+                    memcmp(have->env.p, b->data, b->len) == 0;
+        cons__msg_free(&m);
+        rc = known ? cons__msg_decode_type(r, &m, b->data, b->len, CONSENT__CONS_MSG_TYPE__CONS_MSG_VIEW_CHANGE)
+                   : cons__msg_parse_type(r, &m, b->data, b->len, CONSENT__CONS_MSG_TYPE__CONS_MSG_VIEW_CHANGE);
+        if (rc != CONS_OK) return rc;
         rc = vc_decode(&d[i], m.env);
-        if (rc == CONS_OK) rc = vc_check(r, d[i].vc, nv->view);
+        if (rc == CONS_OK && !known) rc = vc_check(r, d[i].vc, nv->view);
+        if (rc == CONS_OK && known && d[i].vc->new_view != nv->view) rc = CONS_EDECODE;
         d[i].env = m.env;   /* d owns the envelope now */
         if (rc != CONS_OK) return rc;
     }
