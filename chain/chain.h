@@ -354,6 +354,77 @@ int chain_check(chain_store *st, chain_check_result *out, const chain_pubkey *pa
                 const chain_pubkey *grantee, const char *scope, const char *purpose,
                 uint64_t at_s) CHAIN_WUR;
 
+/* ------------------------------------------------------------------ proofs */
+/* Verifiable checks ("libconsent"): a node hands out the (patient, grantee)
+ * pair list, its state-tree proof against the tip's state root, the tip
+ * header and its commit certificate; a client holding only genesis checks
+ * all four and recomputes the decision with the same code chain_check uses,
+ * so a deny is as verifiable as a permit. All parts are opaque bytes
+ * (hex-encoded in the HTTP API). */
+#define CHAIN_PROOF_PART_BYTES_MAX (256u * 1024)   /* any one part */
+
+typedef struct {
+    uint64_t height;              /* the tip the proof was read at */
+    uint8_t *pair_list;           /* encoded GrantList; 0 bytes: the pair has none */
+    size_t pair_list_len;
+    uint8_t *smt_proof;           /* presence (non-empty list) or absence */
+    size_t smt_proof_len;
+    uint8_t *header;              /* encoded header of block `height` */
+    size_t header_len;
+    uint8_t *cert;                /* its commit certificate */
+    size_t cert_len;
+} chain_check_proof;
+
+typedef struct {
+    chain_pubkey patient;
+    chain_pubkey grantee;
+    const char *scope;
+    const char *purpose;
+    uint64_t at_s;
+} chain_check_query;
+
+/* Builds the proof for (patient, grantee) at the committed tip; the buffers
+ * are malloc'd (free with chain_check_proof_free). CHAIN_ESTATE while no
+ * block is committed (height 0 has no certificate). */
+int chain_check_prove(chain_store *st, chain_check_proof *out, const chain_pubkey *patient,
+                      const chain_pubkey *grantee) CHAIN_WUR;
+void chain_check_proof_free(chain_check_proof *p);   /* frees the buffers, not p */
+
+/* Verifies p for query q against genesis g and recomputes the decision into
+ * *out (out->height = the header's height). Refuses, with a one-line reason
+ * in why (why_len bytes): a certificate that is not 2f+1 distinct genesis
+ * validators over this header (CHAIN_ECERT); a header of another chain or
+ * validator set, or below min_height (stale) (CHAIN_EBLOCK); a state proof
+ * that does not lead to the header's state root for this pair, or a list
+ * that is not the proven leaf (CHAIN_EPROOF); undecodable parts
+ * (CHAIN_EDECODE). Scope and purpose must be known codes (CHAIN_ECODE).
+ * Pure: no store, no clock. */
+int chain_check_verify(const chain_genesis *g, chain_check_result *out, char *why, size_t why_len,
+                       const chain_check_query *q, const chain_check_proof *p,
+                       uint64_t min_height) CHAIN_WUR;
+
+/* ------------------------------------------------------------------ api auth */
+/* Who may ask: an API request carries X-Consent-Key (hex key),
+ * X-Consent-Time (unix seconds) and X-Consent-Signature (hex BIP340) over
+ * SHA-256("consent/api/v1\n" || METHOD || "\n" || TARGET || "\n" || TIME),
+ * TARGET being path and query as sent, TIME the decimal header value.
+ * Shared by the node (verify) and the wallet (sign). */
+#define CHAIN_API_METHOD_LEN_MAX 16
+#define CHAIN_API_TARGET_LEN_MAX 4096
+#define CHAIN_API_SKEW_S 300           /* |TIME - now| allowed */
+
+/* CHAIN_EINVAL unless method is 1..16 upper-case letters and target starts
+ * with '/' and is 1..4096 printable ASCII characters. */
+int chain_api_sighash(chain_hash *out, const char *method, const char *target,
+                      uint64_t time_s) CHAIN_WUR;
+int chain_api_sign(const chain_key *key, chain_sig *out, const char *method, const char *target,
+                   uint64_t time_s) CHAIN_WUR;
+/* 0 if sig is pk's signature of the request and time_s is within
+ * CHAIN_API_SKEW_S of now_s; CHAIN_ETIME or CHAIN_ESIG (CHAIN_EINVAL for a
+ * malformed method or target). */
+int chain_api_verify(const chain_pubkey *pk, const chain_sig *sig, const char *method,
+                     const char *target, uint64_t time_s, uint64_t now_s) CHAIN_WUR;
+
 /* ------------------------------------------------------------------ execution */
 /* A block under construction or validation: an overlay of state changes on
  * top of the committed store. Nothing reaches RocksDB until commit. */

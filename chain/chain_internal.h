@@ -102,6 +102,11 @@ int chain__map_next(const chain__map *m, size_t *iter, chain__map_entry *out);
 /* Moves every entry of src into dst, replacing equal keys; src ends empty. */
 int chain__map_merge(chain__map *dst, chain__map *src);
 
+/* check.c: the decision for an encoded pair list (len 0: no grants), as
+ * chain_check makes it; CHAIN_EIO (and deny) if the list does not decode. */
+int chain__check_list(chain_check_result *out, const uint8_t *list, size_t len, const char *scope,
+                      const char *purpose, uint64_t at_s);
+
 /* store.c: a committed state value (malloc'd), CHAIN_ENOTFOUND or CHAIN_EIO. */
 int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t *key, size_t klen);
 /* store.c: copies a committed state value into buf when it fits; else

@@ -110,6 +110,23 @@ static int decide(chain_check_result *out, const Consent__GrantList *list, const
     return CHAIN_OK;
 }
 
+/* Decodes an encoded GrantList into the arena `mem` and decides. A list
+ * that does not decode or breaks the per-pair bound is CHAIN_EIO, and the
+ * answer stays deny. */
+static int check_list(chain_check_result *out, uint8_t *mem, size_t mem_len, const uint8_t *val,
+                      size_t len, const char *scope, const char *purpose, uint64_t at_s)
+{
+    arena a = {mem, mem_len, 0};
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, &a};
+    Consent__GrantList *list = consent__grant_list__unpack(&alloc, len, val);
+    int rc;
+    if (list == NULL || list->n_grants > CHAIN_GRANTS_PER_PAIR_MAX) rc = CHAIN_EIO;
+    else rc = decide(out, list, scope, purpose, at_s);
+    if (list != NULL) consent__grant_list__free_unpacked(list, &alloc);
+    if (rc != CHAIN_OK) out->decision = CHAIN_DENY;
+    return rc;
+}
+
 /* Reads the pair list into buf, or into a malloc'd *heap when larger. The
  * size can change between tries if a block commits meanwhile; bounded. */
 static int read_pair(chain_store *st, uint8_t *buf, size_t cap, uint8_t **heap, const uint8_t **val,
@@ -150,17 +167,21 @@ int chain_check(chain_store *st, chain_check_result *out, const chain_pubkey *pa
         snprintf(out->reason, sizeof out->reason, "no grant from this patient to this grantee");
         return CHAIN_OK;
     }
-    if (rc != CHAIN_OK) {
-        free(heap);
-        return rc;
-    }
-    arena a = {mem, sizeof mem, 0};
-    ProtobufCAllocator alloc = {arena_alloc, arena_free, &a};
-    Consent__GrantList *list = consent__grant_list__unpack(&alloc, len, val);
-    if (list == NULL || list->n_grants > CHAIN_GRANTS_PER_PAIR_MAX) rc = CHAIN_EIO;
-    else rc = decide(out, list, scope, purpose, at_s);
-    if (list != NULL) consent__grant_list__free_unpacked(list, &alloc);
+    if (rc == CHAIN_OK) rc = check_list(out, mem, sizeof mem, val, len, scope, purpose, at_s);
     free(heap);
-    if (rc != CHAIN_OK) out->decision = CHAIN_DENY;
     return rc;
+}
+
+/* Shared with chain_check_verify (proof.c), so a client recomputes a
+ * decision with exactly the code the node answered with. */
+int chain__check_list(chain_check_result *out, const uint8_t *list, size_t len, const char *scope,
+                      const char *purpose, uint64_t at_s)
+{
+    alignas(max_align_t) uint8_t mem[CHECK_ARENA_BYTES];
+    static const uint8_t empty[1] = {0};
+    assert(out != NULL && scope != NULL && purpose != NULL);
+    assert(list != NULL || len == 0);
+    out->decision = CHAIN_DENY;
+    out->has_grant = 0;
+    return check_list(out, mem, sizeof mem, len ? list : empty, len, scope, purpose, at_s);
 }
