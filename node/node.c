@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "node/node_int.h"
+#include "node/p2p.h"
 
 #define EXEC_CACHE 4             /* executed blocks kept for their COMMIT */
 #define FOLLOWUPS_MAX 1024       /* replies to the replica queued by one list */
@@ -64,6 +65,7 @@ struct node {
     node__metrics metrics;
     node__http *http;
     node__producer *prod;
+    node_p2p *p2p;
     uv_timer_t cons_timer;
     node_p2p_hooks hooks;
     uint64_t tip_time_ms;
@@ -685,6 +687,26 @@ static int create_parts(node *n, char *err, size_t errlen) {
     return 0;
 }
 
+/* The peer transport: validators link to each other, full nodes sync. */
+static int create_p2p(node *n, char *err, size_t errlen) {
+    node_p2p_config pc;
+    memset(&pc, 0, sizeof(pc));
+    pc.loop = n->loop;
+    pc.genesis = n->genesis;
+    pc.key = n->key;
+    pc.listen_addr = n->cfg.p2p_listen[0] ? n->cfg.p2p_listen : NULL;
+    pc.accept_full_nodes = 1;
+    pc.log = &n->lg;
+    node_p2p_callbacks_for_node(&pc.cb);
+    pc.arg = n;
+    int rc = node_p2p_create(&n->p2p, &pc);
+    if (rc) return fail(err, errlen, rc, "p2p: %s%s", node_strerror(rc), "");
+    node_p2p_hooks hooks;
+    node_p2p_hooks_for(&hooks, n->p2p);
+    node_set_p2p(n, &hooks);
+    return 0;
+}
+
 static void free_parts(node *n) {
     exec_drop_upto(n, UINT64_MAX);
     for (size_t i = 0; i < NODE_PENDING_COMMITS_MAX; i++) held_free(&n->commits[i]);
@@ -704,6 +726,7 @@ static void free_parts(node *n) {
 }
 
 static void set_flag(void *arg) { *(int *)arg = 1; }
+static void flag_handle(uv_handle_t *h) { *(int *)h->data = 1; }
 
 int node_create(node **out, char *err, size_t errlen, uv_loop_t *loop, const node_config *cfg) {
     int rc = node_config_validate(cfg, err, errlen);
@@ -716,15 +739,25 @@ int node_create(node **out, char *err, size_t errlen, uv_loop_t *loop, const nod
     n->vindex = -1;
     n->genesis = calloc(1, sizeof(*n->genesis));
     rc = n->genesis ? create_parts(n, err, errlen) : NODE_ENOMEM;
+    if (rc == 0) rc = create_p2p(n, err, errlen);
     if (rc) {
-        /* Only the HTTP server may have handles open; it closes in create
-         * when it fails, and the producer is the last part made. */
-        assert(!n->prod);
+        int prod_closed = 0;
+        if (n->prod) node__producer_close(n->prod, set_flag, &prod_closed);
+        /* Close what has handles open and let the loop release them. */
         if (n->http) {
             int closed = 0;
             node__http_close(n->http, set_flag, &closed);
             while (!closed) uv_run(loop, UV_RUN_ONCE);
             node__http_destroy(n->http);
+        }
+        if (n->prod) {
+            /* The view timer was made with the producer; closing it last
+             * means the flag below also covers it. */
+            int timer_closed_flag = 0;
+            n->cons_timer.data = &timer_closed_flag;
+            uv_close((uv_handle_t *)&n->cons_timer, flag_handle);
+            while (!prod_closed || !timer_closed_flag) uv_run(loop, UV_RUN_ONCE);
+            node__producer_destroy(n->prod);
         }
         free_parts(n);
         free(n);
@@ -742,6 +775,13 @@ int node_start(node *n) {
     if (n->started || n->stopping) return NODE_EINVAL;
     n->started = 1;
     node__producer_start(n->prod);
+    if (n->p2p) {
+        node_p2p_set_height(n->p2p, chain_store_height(n->store));
+        if (node_p2p_start(n->p2p) != 0) {
+            node_log(&n->lg, NODE_LOG_ERROR, "p2p: cannot listen on %s", n->cfg.p2p_listen);
+            return NODE_EIO;
+        }
+    }
     if (!n->rep) return 0;
     cons_actions acts = {0};
     int rc = cons_start(n->rep, &acts, uv_now(n->loop));
@@ -766,6 +806,7 @@ static void part_closed(node *n) {
 static void http_closed(void *arg) { part_closed(arg); }
 static void producer_closed(void *arg) { part_closed(arg); }
 static void timer_closed(uv_handle_t *h) { part_closed(h->data); }
+static void p2p_closed(void *arg) { part_closed(arg); }
 
 void node_set_stopped_cb(node *n, void (*done)(node *n, void *arg), void *arg) {
     n->done = done;
@@ -777,7 +818,10 @@ void node_stop(node *n, void (*done)(node *n, void *arg), void *arg) {
     if (n->stopping) return;
     n->stopping = 1;
     node_log(&n->lg, NODE_LOG_INFO, "stopping");
-    n->closing_handles = 3;
+    n->closing_handles = 3 + (n->p2p != NULL);
+    memset(&n->hooks, 0, sizeof(n->hooks));   /* nothing leaves any more */
+    if (n->p2p) node_p2p_close(n->p2p, p2p_closed, n);
+    n->p2p = NULL;
     node__http_close(n->http, http_closed, n);
     node__producer_close(n->prod, producer_closed, n);
     uv_close((uv_handle_t *)&n->cons_timer, timer_closed);

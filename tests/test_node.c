@@ -846,7 +846,7 @@ START_TEST(config_parse_rules) {
         "{\"genesis\": \"g\", \"colour\": 1}", "{\"genesis\": 5}", "{\"genesis\": \"g\", \"block_interval_ms\": 0}",
         "{\"genesis\": \"g\", \"block_txs_max\": 99999}", "{\"genesis\": \"g\", \"api_listen\": \"nohost\"}",
         "{\"genesis\": \"g\", \"api_listen\": \"h:99999\"}", "{\"genesis\": \"g\", \"log_level\": \"loud\"}",
-        "{\"genesis\": \"g\", \"mempool_max\": -1}", "[1]", "{\"genesis\": ", "{}",
+        "{\"genesis\": \"g\", \"mempool_max\": -1}", "[1]", "{\"genesis\": ",
         "{\"genesis\": \"g\", \"genesis\": \"h\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -856,6 +856,10 @@ START_TEST(config_parse_rules) {
         ck_assert_msg(err[0], "no reason for %s", bad[i]);
         ck_assert(memcmp(&before, &c, sizeof(c)) == 0);
     }
+    node_config fresh;
+    node_config_defaults(&fresh);
+    ck_assert_int_eq(node_config_parse(&fresh, err, sizeof(err), "{}", 2, "/x"), NODE_ECONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "genesis"));
     ck_assert_int_eq(node_config_load(&c, err, sizeof(err), "/nonexistent/config.json"), NODE_ECONFIG);
     char host[64];
     int port;
