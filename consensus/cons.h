@@ -17,6 +17,37 @@
  *
  * Blocks are opaque to the replica: the node builds them (chain_exec) and
  * validates them, and the replica orders their digests (chain_header_hash).
+ *
+ * Contract with the node (the reasons are in the files of consensus/):
+ *  - Execute each action list in order. PERSIST comes first whenever the
+ *    list holds a signed message: write it durably (fsync) before sending.
+ *    Give its bytes back to cons_create after a restart, with the store's
+ *    tip height and hash. The blob holds the view, the votes, the prepared
+ *    certificates, the stable checkpoint and the bytes of uncommitted blocks
+ *    the replica voted for.
+ *  - VALIDATE is emitted only for seq = committed height + 1, so validate
+ *    against the tip: check that the bytes are a block whose header hash is
+ *    the digest and that it applies; answer cons_on_validated(seq, digest,
+ *    ok). A backup prepares only after ok.
+ *  - COMMIT comes strictly in order, one at a time: apply and persist the
+ *    block with the certificate, then cons_on_committed(seq, digest). A
+ *    COMMIT for a height the store already has (synced meanwhile): just call
+ *    cons_on_committed.
+ *  - FETCH(seq): the replica cannot deliver from its log (it holds no valid
+ *    bytes, or the others' stable checkpoint is above its height); sync
+ *    blocks from peers up to at least seq (verifying certificates) and call
+ *    cons_on_committed for each applied block, in order.
+ *  - Propose only as primary (cons_is_primary), for height cons_next_seq,
+ *    built on a store whose height is cons_next_seq - 1. The replica allows
+ *    several sequences in flight inside the window; the node as built uses
+ *    one.
+ *  - Call cons_request_pending while the mempool holds work, so a silent
+ *    primary is replaced; call cons_on_timer when the single timer fires
+ *    (early or stale calls are ignored).
+ *  - View change: no empty filler blocks. The new view re-issues every
+ *    sequence prepared in 2f+1 ViewChanges up to the first hole and the new
+ *    primary proposes fresh blocks from there (viewchange.c explains why no
+ *    committed block is lost or changed).
  */
 #ifndef CONSENT_CONS_H
 #define CONSENT_CONS_H
@@ -68,6 +99,7 @@ typedef enum {
                                validator `to`: keep it */
     CONS_ACT_NEW_PRIMARY,   /* view changed to `view`; primary is `to` */
     CONS_ACT_FETCH,         /* we are behind: fetch blocks up to `seq` from peers */
+    /* EVIDENCE `data` is an encoded consent.ConsEvidence (proto/consensus.proto). */
 } cons_action_type;
 
 typedef struct {
