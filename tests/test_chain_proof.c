@@ -1,0 +1,631 @@
+/* test_chain_proof.c — verifiable checks (chain_check_prove/verify) and the
+ * API request signature (chain_api_*).
+ *
+ * A real RocksDB store in a fresh mkdtemp directory, a genesis of 4
+ * validators (keys 100..103, quorum 3) and two grantee institutions (200,
+ * 201). Every block carries one tx and a commit certificate of validators
+ * 100..102, as a committed block would. Each test builds a proof at the tip,
+ * verifies it against genesis, then tampers with one part and expects the
+ * verifier to refuse with the right code. Randomness: none; keys derive
+ * from small integers.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chain/chain.h"
+
+#define CID "consent-proof"
+#define GEN_MS 1795000000000ull
+#define KEYS_MAX 256
+#define K_GW 200
+#define K_LAB 201
+
+/* ------------------------------------------------------------------ fixture */
+
+typedef struct {
+    char dir[64];
+    chain_genesis *g;
+    chain_store *st;
+    uint64_t time_ms;
+    uint64_t nonce[KEYS_MAX];
+    chain_key *keys[KEYS_MAX];
+} fx;
+
+static chain_key *key_n(fx *f, unsigned n)
+{
+    ck_assert_uint_lt(n, KEYS_MAX);
+    if (f->keys[n] == NULL) {
+        uint8_t sec[32] = {0};
+        sec[29] = 9;
+        sec[30] = (uint8_t)(n >> 8);
+        sec[31] = (uint8_t)(n + 1);
+        f->keys[n] = chain_key_create(sec);
+        ck_assert_ptr_nonnull(f->keys[n]);
+    }
+    return f->keys[n];
+}
+
+static chain_pubkey pub_n(fx *f, unsigned n)
+{
+    chain_pubkey p;
+    chain_key_pubkey(key_n(f, n), &p);
+    return p;
+}
+
+static chain_genesis *genesis_make(fx *f, const char *chain_id, unsigned n_validators)
+{
+    char js[4096], hex[65];
+    size_t off = (size_t)snprintf(js, sizeof js, "{\"chain_id\":\"%s\",\"time_ms\":%llu,\"validators\":[",
+                                  chain_id, (unsigned long long)GEN_MS);
+    for (unsigned i = 0; i < n_validators; i++) {
+        chain_pubkey p = pub_n(f, 100 + i);
+        chain_hex(hex, p.b, 32);
+        off += (size_t)snprintf(js + off, sizeof js - off,
+                                "%s{\"name\":\"hospital-%u\",\"key\":\"%s\",\"p2p\":\"127.0.0.1:%u\"}",
+                                i ? "," : "", i, hex, 7800 + i);
+    }
+    off += (size_t)snprintf(js + off, sizeof js - off, "],\"institutions\":[");
+    for (unsigned i = 0; i < 2; i++) {
+        chain_pubkey p = pub_n(f, 200 + i);
+        chain_hex(hex, p.b, 32);
+        off += (size_t)snprintf(js + off, sizeof js - off,
+                                "%s{\"name\":\"inst-%u\",\"key\":\"%s\",\"roles\":[\"gateway\",\"grantee\"]}",
+                                i ? "," : "", i, hex);
+    }
+    snprintf(js + off, sizeof js - off, "]}");
+    chain_genesis *g = malloc(sizeof *g);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(chain_genesis_parse(g, js, strlen(js)), 0);
+    return g;
+}
+
+static fx *fx_open(void)
+{
+    fx *f = calloc(1, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    strcpy(f->dir, "/tmp/chain_proof_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    f->g = genesis_make(f, CID, 4);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    f->time_ms = GEN_MS;
+    return f;
+}
+
+static void fx_close(fx *f)
+{
+    char cmd[128];
+    chain_store_close(f->st);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    ck_assert_int_eq(system(cmd), 0);
+    for (unsigned i = 0; i < KEYS_MAX; i++) chain_key_destroy(f->keys[i]);
+    free(f->g);
+    free(f);
+}
+
+/* Signs b's certificate with validators 100..100+n-1. */
+static void sign_cert(fx *f, chain_block *b, unsigned n)
+{
+    chain_hash bh, msg;
+    chain_header_hash(&b->hdr, &bh);
+    b->cert.view = b->hdr.view;
+    b->cert.height = b->hdr.height;
+    b->cert.block_hash = bh;
+    b->cert.n_sigs = n;
+    chain_commit_sighash(&msg, CID, b->cert.view, b->cert.height, &bh);
+    for (unsigned i = 0; i < n; i++) {
+        b->cert.sigs[i].validator = pub_n(f, 100 + i);
+        ck_assert_int_eq(chain_sign(key_n(f, 100 + i), &b->cert.sigs[i].sig, &msg), 0);
+    }
+}
+
+/* Signs tx with signer's next nonce and commits it in a certified block. */
+static chain_hash submit(fx *f, chain_tx *t, unsigned signer)
+{
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    size_t n = 0;
+    chain_hash id;
+    t->nonce = ++f->nonce[signer];
+    ck_assert_int_eq(chain_tx_sign(t, key_n(f, signer)), 0);
+    ck_assert_int_eq(chain_tx_encode(buf, sizeof buf, &n, t), 0);
+    chain_tx_hash(&id, buf, n);
+    chain_exec *ex = NULL;
+    chain_block b;
+    chain_block_init(&b);
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    sign_cert(f, &b, 3);
+    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
+    chain_exec_abort(ex);
+    chain_block_free(&b);
+    f->time_ms += 1000;
+    return id;
+}
+
+static uint64_t now_s(fx *f)
+{
+    return f->time_ms / 1000;
+}
+
+static chain_hash grant(fx *f, unsigned patient, unsigned grantee, const char *scope,
+                        const char *purpose, uint64_t days)
+{
+    chain_tx t;
+    memset(&t, 0, sizeof t);
+    strcpy(t.chain_id, CID);
+    t.type = CHAIN_TX_GRANT;
+    t.created_at = now_s(f) + 1;
+    t.body.grant.patient = pub_n(f, patient);
+    t.body.grant.grantee = pub_n(f, grantee);
+    t.body.grant.n_scopes = 1;
+    strcpy(t.body.grant.scopes[0].s, scope);
+    t.body.grant.n_purposes = 1;
+    strcpy(t.body.grant.purposes[0].s, purpose);
+    t.body.grant.not_before = now_s(f) - 10;
+    t.body.grant.not_after = now_s(f) + days * 86400;
+    return submit(f, &t, patient);
+}
+
+static void revoke_grant(fx *f, unsigned patient, const chain_hash *id)
+{
+    chain_tx t;
+    memset(&t, 0, sizeof t);
+    strcpy(t.chain_id, CID);
+    t.type = CHAIN_TX_REVOKE;
+    t.created_at = now_s(f) + 1;
+    t.body.revoke.grant_id = *id;
+    submit(f, &t, patient);
+}
+
+static chain_check_query query(fx *f, unsigned patient, unsigned grantee, const char *scope,
+                               const char *purpose, uint64_t at)
+{
+    chain_check_query q;
+    q.patient = pub_n(f, patient);
+    q.grantee = pub_n(f, grantee);
+    q.scope = scope;
+    q.purpose = purpose;
+    q.at_s = at;
+    return q;
+}
+
+static void prove(fx *f, chain_check_proof *p, unsigned patient, unsigned grantee)
+{
+    chain_pubkey pa = pub_n(f, patient), gr = pub_n(f, grantee);
+    ck_assert_int_eq(chain_check_prove(f->st, p, &pa, &gr), 0);
+    ck_assert_uint_eq(p->height, chain_store_height(f->st));
+}
+
+static int verify(fx *f, chain_check_result *r, char *why, const chain_check_query *q,
+                  const chain_check_proof *p, uint64_t min_height)
+{
+    return chain_check_verify(f->g, r, why, 160, q, p, min_height);
+}
+
+/* Re-encodes a certificate after edit() changed it; the old bytes stay the
+ * caller's. */
+static void recode_cert(chain_check_proof *p, void (*edit)(chain_cert *c))
+{
+    chain_cert c;
+    ck_assert_int_eq(chain_cert_decode(&c, p->cert, p->cert_len), 0);
+    edit(&c);
+    p->cert = NULL;
+    ck_assert_int_eq(chain_cert_encode(&p->cert, &p->cert_len, &c), 0);
+}
+
+/* ------------------------------------------------------------------ permit and deny */
+
+START_TEST(test_permit_verifies)
+{
+    fx *f = fx_open();
+    chain_hash id = grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_check_proof p;
+    prove(f, &p, 1, K_GW);
+    ck_assert_uint_gt(p.pair_list_len, 0);
+    chain_check_query q = query(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_result r;
+    char why[160];
+    ck_assert_int_eq(verify(f, &r, why, &q, &p, 1), 0);
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    ck_assert_uint_eq(r.height, 1);
+    ck_assert_int_eq(r.has_grant, 1);
+    ck_assert_mem_eq(r.grant.id.b, id.b, 32);
+    ck_assert_str_eq(why, r.reason);
+    chain_check_proof_free(&p);
+    ck_assert_ptr_null(p.header);
+    fx_close(f);
+}
+END_TEST
+
+/* Each answer the node gives is recomputed identically from the proof,
+ * denies included, and absence proofs hold for pairs with no grant. */
+START_TEST(test_deny_verifies_same_as_check)
+{
+    fx *f = fx_open();
+    grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_hash id2 = grant(f, 2, K_GW, "Observation", "TREAT", 1);
+    revoke_grant(f, 2, &id2);
+    uint64_t now = now_s(f);
+    static const struct {
+        unsigned patient, grantee;
+        const char *scope, *purpose;
+        uint64_t at_plus;
+        chain_decision want;
+        const char *reason;
+    } cases[] = {
+        {1, K_GW, "Observation", "TREAT", 0, CHAIN_PERMIT, "active grant covers scope and purpose"},
+        {1, K_GW, "Observation", "HRESCH", 0, CHAIN_DENY, "purpose not covered"},
+        {1, K_GW, "Condition", "TREAT", 0, CHAIN_DENY, "scope not covered"},
+        {1, K_GW, "Observation", "TREAT", 2 * 86400, CHAIN_DENY, "grant expired"},
+        {2, K_GW, "Observation", "TREAT", 0, CHAIN_DENY, "grant revoked"},
+        {3, K_GW, "Observation", "TREAT", 0, CHAIN_DENY, "no grant from this patient to this grantee"},
+        {1, K_LAB, "Observation", "TREAT", 0, CHAIN_DENY, "no grant from this patient to this grantee"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        chain_check_query q = query(f, cases[i].patient, cases[i].grantee, cases[i].scope,
+                                    cases[i].purpose, now + cases[i].at_plus);
+        chain_check_result want, got;
+        ck_assert_int_eq(chain_check(f->st, &want, &q.patient, &q.grantee, q.scope, q.purpose, q.at_s), 0);
+        chain_check_proof p;
+        prove(f, &p, cases[i].patient, cases[i].grantee);
+        char why[160];
+        ck_assert_int_eq(verify(f, &got, why, &q, &p, 3), 0);
+        ck_assert_int_eq(got.decision, cases[i].want);
+        ck_assert_int_eq(got.decision, want.decision);
+        ck_assert_str_eq(got.reason, cases[i].reason);
+        ck_assert_str_eq(got.reason, want.reason);
+        ck_assert_int_eq(got.has_grant, want.has_grant);
+        ck_assert_uint_eq(got.height, 3);
+        if (cases[i].patient == 3 || cases[i].grantee == K_LAB) ck_assert_uint_eq(p.pair_list_len, 0);
+        chain_check_proof_free(&p);
+    }
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ tampering */
+
+/* A fixture with grants of patients 1 and 2 to the gateway and a proof for
+ * patient 1 at the tip (height 2). */
+typedef struct {
+    fx *f;
+    chain_check_proof p;
+    chain_check_query q;
+    chain_check_result r;
+    char why[160];
+} tfx;
+
+static void t_open(tfx *t)
+{
+    t->f = fx_open();
+    grant(t->f, 1, K_GW, "Observation", "TREAT", 1);
+    grant(t->f, 2, K_GW, "Observation", "TREAT", 1);
+    prove(t->f, &t->p, 1, K_GW);
+    t->q = query(t->f, 1, K_GW, "Observation", "TREAT", now_s(t->f));
+    ck_assert_int_eq(verify(t->f, &t->r, t->why, &t->q, &t->p, 0), 0);
+    ck_assert_int_eq(t->r.decision, CHAIN_PERMIT);
+    memset(&t->r, 0xA5, sizeof t->r);
+}
+
+static void t_close(tfx *t)
+{
+    chain_check_proof_free(&t->p);
+    fx_close(t->f);
+}
+
+static int t_verify(tfx *t, uint64_t min_height)
+{
+    chain_check_result before = t->r;
+    int rc = verify(t->f, &t->r, t->why, &t->q, &t->p, min_height);
+    if (rc != 0) ck_assert_mem_eq(&before, &t->r, sizeof before);   /* out untouched */
+    return rc;
+}
+
+START_TEST(test_tampered_list_refused)
+{
+    tfx t;
+    t_open(&t);
+    /* One flipped byte anywhere in the list. */
+    for (size_t i = 0; i < t.p.pair_list_len; i += 7) {
+        t.p.pair_list[i] ^= 0x01;
+        ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);
+        t.p.pair_list[i] ^= 0x01;
+    }
+    /* Hiding the grant: an empty list against a presence proof. */
+    size_t len = t.p.pair_list_len;
+    t.p.pair_list_len = 0;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);
+    t.p.pair_list_len = len;
+    /* Patient 2's (genuine) list under patient 1's proof. */
+    chain_check_proof other;
+    prove(t.f, &other, 2, K_GW);
+    uint8_t *mine = t.p.pair_list;
+    t.p.pair_list = other.pair_list;
+    t.p.pair_list_len = other.pair_list_len;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);
+    ck_assert_str_eq(t.why, "state proof does not lead from this patient/grantee list to the header's state root");
+    t.p.pair_list = mine;
+    t.p.pair_list_len = len;
+    chain_check_proof_free(&other);
+    ck_assert_int_eq(t_verify(&t, 0), 0);
+    t_close(&t);
+}
+END_TEST
+
+START_TEST(test_tampered_proof_and_root_refused)
+{
+    tfx t;
+    t_open(&t);
+    /* Flipped proof bytes: undecodable or leading elsewhere. */
+    for (size_t i = 0; i < t.p.smt_proof_len; i++) {
+        t.p.smt_proof[i] ^= 0x80;
+        int rc = t_verify(&t, 0);
+        ck_assert_int_eq(rc, CHAIN_EPROOF);
+        t.p.smt_proof[i] ^= 0x80;
+    }
+    /* A truncated proof. */
+    t.p.smt_proof_len--;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);
+    t.p.smt_proof_len++;
+    /* A genuine header and cert of an older block (another state root). */
+    chain_block b1;
+    chain_block_init(&b1);
+    ck_assert_int_eq(chain_store_get_block(t.f->st, 1, &b1), 0);
+    uint8_t *h1 = NULL, *c1 = NULL;
+    size_t h1_len = 0, c1_len = 0;
+    ck_assert_int_eq(chain_header_encode(&h1, &h1_len, &b1.hdr), 0);
+    ck_assert_int_eq(chain_cert_encode(&c1, &c1_len, &b1.cert), 0);
+    chain_block_free(&b1);
+    uint8_t *h = t.p.header, *c = t.p.cert;
+    size_t hl = t.p.header_len, cl = t.p.cert_len;
+    t.p.header = h1, t.p.header_len = h1_len, t.p.cert = c1, t.p.cert_len = c1_len;
+    t.p.height = 1;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);   /* root differs */
+    t.p.header = h, t.p.header_len = hl, t.p.cert = c, t.p.cert_len = cl;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EBLOCK);   /* height claim differs from header */
+    t.p.height = 2;
+    ck_assert_int_eq(t_verify(&t, 0), 0);
+    free(h1);
+    free(c1);
+    t_close(&t);
+}
+END_TEST
+
+START_TEST(test_tampered_header_refused)
+{
+    tfx t;
+    t_open(&t);
+    /* Any changed header byte: undecodable or no longer what was signed. */
+    for (size_t i = 0; i < t.p.header_len; i++) {
+        t.p.header[i] ^= 0x01;
+        int rc = t_verify(&t, 0);
+        ck_assert_msg(rc == CHAIN_EDECODE || rc == CHAIN_ECERT || rc == CHAIN_EBLOCK,
+                      "byte %zu: rc %d", i, rc);
+        t.p.header[i] ^= 0x01;
+    }
+    /* A header with a forged state root re-encoded cleanly. */
+    chain_header h;
+    ck_assert_int_eq(chain_header_decode(&h, t.p.header, t.p.header_len), 0);
+    h.state_root.b[0] ^= 1;
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(chain_header_encode(&enc, &len, &h), 0);
+    uint8_t *orig = t.p.header;
+    size_t orig_len = t.p.header_len;
+    t.p.header = enc, t.p.header_len = len;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_ECERT);
+    free(enc);
+    t.p.header = orig, t.p.header_len = orig_len;
+    ck_assert_int_eq(t_verify(&t, 0), 0);
+    t_close(&t);
+}
+END_TEST
+
+static void cert_short(chain_cert *c)
+{
+    c->n_sigs = 2;
+}
+
+static void cert_forged(chain_cert *c)
+{
+    c->sigs[1].sig.b[5] ^= 1;
+}
+
+static void cert_dup(chain_cert *c)
+{
+    c->sigs[2] = c->sigs[0];
+}
+
+/* The third signature by a key outside genesis, validly signed. */
+static void cert_stranger(chain_cert *c)
+{
+    uint8_t sec[32] = {0};
+    sec[31] = 77;
+    chain_key *k = chain_key_create(sec);
+    ck_assert_ptr_nonnull(k);
+    chain_hash msg;
+    chain_commit_sighash(&msg, CID, c->view, c->height, &c->block_hash);
+    chain_key_pubkey(k, &c->sigs[2].validator);
+    ck_assert_int_eq(chain_sign(k, &c->sigs[2].sig, &msg), 0);
+    chain_key_destroy(k);
+}
+
+static void cert_height(chain_cert *c)
+{
+    c->height++;
+}
+
+START_TEST(test_bad_cert_refused)
+{
+    tfx t;
+    t_open(&t);
+    void (*edits[])(chain_cert *) = {cert_short, cert_forged, cert_dup, cert_stranger, cert_height};
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        uint8_t *orig = t.p.cert;
+        size_t orig_len = t.p.cert_len;
+        recode_cert(&t.p, edits[i]);
+        ck_assert_int_eq(t_verify(&t, 0), CHAIN_ECERT);
+        ck_assert_ptr_nonnull(strstr(t.why, "3 distinct genesis validators"));
+        free(t.p.cert);
+        t.p.cert = orig;
+        t.p.cert_len = orig_len;
+    }
+    /* Garbage cert bytes. */
+    uint8_t junk[3] = {0xff, 0xff, 0xff};
+    uint8_t *orig = t.p.cert;
+    size_t orig_len = t.p.cert_len;
+    t.p.cert = junk, t.p.cert_len = sizeof junk;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EDECODE);
+    t.p.cert = orig, t.p.cert_len = orig_len;
+    ck_assert_int_eq(t_verify(&t, 0), 0);
+    t_close(&t);
+}
+END_TEST
+
+START_TEST(test_stale_and_other_query_refused)
+{
+    tfx t;
+    t_open(&t);
+    ck_assert_int_eq(t_verify(&t, 2), 0);
+    ck_assert_int_eq(t_verify(&t, 3), CHAIN_EBLOCK);
+    ck_assert_str_eq(t.why, "stale: height 2 is below the required 3");
+    /* The proof of (1, GW) asked about (2, GW) and (1, LAB). */
+    t.q.patient = pub_n(t.f, 2);
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);
+    t.q.patient = pub_n(t.f, 1);
+    t.q.grantee = pub_n(t.f, K_LAB);
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EPROOF);
+    t.q.grantee = pub_n(t.f, K_GW);
+    /* An absence proof for (3, GW) cannot deny (1, GW). */
+    chain_check_proof none;
+    prove(t.f, &none, 3, K_GW);
+    ck_assert_int_eq(verify(t.f, &t.r, t.why, &t.q, &none, 0), CHAIN_EPROOF);
+    chain_check_proof_free(&none);
+    /* Unknown codes and missing parts. */
+    t.q.scope = "NoSuchScope";
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_ECODE);
+    t.q.scope = "Observation";
+    size_t hl = t.p.header_len;
+    t.p.header_len = 0;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EDECODE);
+    t.p.header_len = CHAIN_PROOF_PART_BYTES_MAX + 1;
+    ck_assert_int_eq(t_verify(&t, 0), CHAIN_EDECODE);
+    t.p.header_len = hl;
+    ck_assert_int_eq(chain_check_verify(t.f->g, &t.r, NULL, 0, &t.q, NULL, 0), CHAIN_EINVAL);
+    ck_assert_int_eq(t_verify(&t, 0), 0);
+    t_close(&t);
+}
+END_TEST
+
+/* A proof from another chain (same keys, other chain id) or validator set. */
+START_TEST(test_other_genesis_refused)
+{
+    tfx t;
+    t_open(&t);
+    chain_genesis *other = genesis_make(t.f, "consent-other", 4);
+    ck_assert_int_eq(chain_check_verify(other, &t.r, t.why, 160, &t.q, &t.p, 0), CHAIN_EBLOCK);
+    ck_assert_str_eq(t.why, "header is of another chain");
+    free(other);
+    other = genesis_make(t.f, CID, 7);
+    ck_assert_int_eq(chain_check_verify(other, &t.r, t.why, 160, &t.q, &t.p, 0), CHAIN_EBLOCK);
+    ck_assert_str_eq(t.why, "header names another validator set");
+    free(other);
+    t_close(&t);
+}
+END_TEST
+
+START_TEST(test_prove_errors)
+{
+    fx *f = fx_open();
+    chain_check_proof p;
+    chain_pubkey a = pub_n(f, 1), b = pub_n(f, K_GW);
+    ck_assert_int_eq(chain_check_prove(f->st, &p, &a, &b), CHAIN_ESTATE);   /* genesis only */
+    ck_assert_ptr_null(p.header);
+    ck_assert_int_eq(chain_check_prove(NULL, &p, &a, &b), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_check_prove(f->st, &p, NULL, &b), CHAIN_EINVAL);
+    chain_check_proof_free(NULL);
+    fx_close(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ api auth */
+
+START_TEST(test_api_signature)
+{
+    fx *f = fx_open();
+    chain_key *k = key_n(f, 1);
+    chain_pubkey pk = pub_n(f, 1), other = pub_n(f, 2);
+    const char *target = "/v1/patients/ab/grants?x=1";
+    uint64_t t = 1795000000;
+    chain_sig sig;
+    ck_assert_int_eq(chain_api_sign(k, &sig, "GET", target, t), 0);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", target, t, t), 0);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", target, t, t + CHAIN_API_SKEW_S), 0);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", target, t, t - CHAIN_API_SKEW_S), 0);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", target, t, t + CHAIN_API_SKEW_S + 1), CHAIN_ETIME);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", target, t, t - CHAIN_API_SKEW_S - 1), CHAIN_ETIME);
+    /* Every covered field matters. */
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "POST", target, t, t), CHAIN_ESIG);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", "/v1/patients/ab/grants?x=2", t, t), CHAIN_ESIG);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", target, t + 1, t), CHAIN_ESIG);
+    ck_assert_int_eq(chain_api_verify(&other, &sig, "GET", target, t, t), CHAIN_ESIG);
+    /* The hash is the documented message. */
+    chain_hash h, want;
+    const char *msg = "consent/api/v1\nGET\n/v1/patients/ab/grants?x=1\n1795000000";
+    chain_sha256(&want, msg, strlen(msg));
+    ck_assert_int_eq(chain_api_sighash(&h, "GET", target, t), 0);
+    ck_assert_mem_eq(h.b, want.b, 32);
+    /* Malformed method or target. */
+    ck_assert_int_eq(chain_api_sighash(&h, "get", target, t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sighash(&h, "", target, t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sighash(&h, "GETGETGETGETGETGE", target, t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sighash(&h, "GET", "v1/status", t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sighash(&h, "GET", "/v1/a\nGET", t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sighash(&h, "GET", "/v1/a b", t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sighash(NULL, "GET", target, t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", "", t, t), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_api_sign(NULL, &sig, "GET", target, t), CHAIN_EINVAL);
+    char *longt = malloc(CHAIN_API_TARGET_LEN_MAX + 2);
+    ck_assert_ptr_nonnull(longt);
+    memset(longt, 'a', CHAIN_API_TARGET_LEN_MAX + 1);
+    longt[0] = '/';
+    longt[CHAIN_API_TARGET_LEN_MAX] = '\0';
+    ck_assert_int_eq(chain_api_sighash(&h, "GET", longt, t), 0);   /* at the limit */
+    longt[CHAIN_API_TARGET_LEN_MAX] = 'a';
+    longt[CHAIN_API_TARGET_LEN_MAX + 1] = '\0';
+    ck_assert_int_eq(chain_api_sighash(&h, "GET", longt, t), CHAIN_EINVAL);   /* limit + 1 */
+    free(longt);
+    fx_close(f);
+}
+END_TEST
+
+static Suite *proof_suite(void)
+{
+    Suite *s = suite_create("chain_proof");
+    TCase *tc = tcase_create("proof");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_permit_verifies);
+    tcase_add_test(tc, test_deny_verifies_same_as_check);
+    tcase_add_test(tc, test_tampered_list_refused);
+    tcase_add_test(tc, test_tampered_proof_and_root_refused);
+    tcase_add_test(tc, test_tampered_header_refused);
+    tcase_add_test(tc, test_bad_cert_refused);
+    tcase_add_test(tc, test_stale_and_other_query_refused);
+    tcase_add_test(tc, test_other_genesis_refused);
+    tcase_add_test(tc, test_prove_errors);
+    tcase_add_test(tc, test_api_signature);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(proof_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
