@@ -15,6 +15,8 @@
 #include "node/p2p.h"
 #include "proto/p2p.pb-c.h"
 
+#include <openssl/err.h>
+
 #define NMAX 8
 #define WAIT_MS 10000
 
@@ -985,6 +987,122 @@ START_TEST(test_stalled_links_time_out_and_are_bounded) {
 }
 END_TEST
 
+/* A bare TLS client driven by the loop: it only shakes hands. */
+typedef struct {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    SSL *ssl;
+    int done, ok, version, closed;
+} tls_client;
+
+static void free_write(uv_write_t *w, int status) {
+    (void)status;
+    free(w);
+}
+
+static void tls_client_step(tls_client *t) {
+    int r = SSL_do_handshake(t->ssl);
+    BIO *w = SSL_get_wbio(t->ssl);
+    size_t n;
+    while ((n = BIO_ctrl_pending(w)) > 0) {
+        uv_write_t *wr = malloc(sizeof *wr + n);
+        char *d = (char *)(wr + 1);
+        ck_assert_int_eq(BIO_read(w, d, (int)n), (int)n);
+        uv_buf_t b = uv_buf_init(d, (unsigned)n);
+        ck_assert_int_eq(uv_write(wr, (uv_stream_t *)&t->tcp, &b, 1, free_write), 0);
+    }
+    if (r == 1) {
+        t->done = t->ok = 1;
+        t->version = SSL_version(t->ssl);
+    } else if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+        t->done = 1;
+        ERR_clear_error();
+    }
+}
+
+static void tls_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+    (void)h;
+    buf->base = malloc(size);
+    buf->len = size;
+}
+
+static void tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    tls_client *t = s->data;
+    if (nread < 0) t->done = 1;
+    if (nread > 0 && !t->done) {
+        BIO_write(SSL_get_rbio(t->ssl), buf->base, (int)nread);
+        tls_client_step(t);
+    }
+    free(buf->base);
+}
+
+static void tls_connected(uv_connect_t *req, int status) {
+    tls_client *t = req->data;
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_eq(uv_read_start((uv_stream_t *)&t->tcp, tls_alloc, tls_read), 0);
+    tls_client_step(t);
+}
+
+static void tls_closed(uv_handle_t *h) { ((tls_client *)h->data)->closed = 1; }
+
+static int tls_done(tnet *net, const void *arg) {
+    (void)net;
+    return ((const tls_client *)arg)->done;
+}
+
+static int tls_is_closed(tnet *net, const void *arg) {
+    (void)net;
+    return ((const tls_client *)arg)->closed;
+}
+
+/* Shakes hands with slot 0 using a client limited to max_version. */
+static tls_client *tls_try(tnet *net, int max_version) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_int_eq(SSL_CTX_set_max_proto_version(ctx, max_version), 1);
+    tls_client *t = calloc(1, sizeof *t);
+    t->ssl = node__p2p_tls_new(ctx, 1);
+    SSL_CTX_free(ctx);   /* the session keeps what it needs */
+    ck_assert_ptr_nonnull(t->ssl);
+    uv_tcp_init(&net->loop, &t->tcp);
+    t->tcp.data = t;
+    t->req.data = t;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", node_p2p_listen_port(net->n[0].p), &sa);
+    ck_assert_int_eq(uv_tcp_connect(&t->req, &t->tcp, (const struct sockaddr *)&sa, tls_connected), 0);
+    ck_assert(run_until(net, tls_done, t, WAIT_MS));
+    return t;
+}
+
+static void tls_free(tnet *net, tls_client *t) {
+    uv_close((uv_handle_t *)&t->tcp, tls_closed);
+    ck_assert(run_until(net, tls_is_closed, t, WAIT_MS));
+    SSL_free(t->ssl);
+    free(t);
+}
+
+START_TEST(test_tls_1_3_only) {
+    tnet *net = net_new(1);
+    node_p2p_config c = node_cfg(net, &net->n[0], NULL, 1);
+    c.handshake_timeout_ms = 300;
+    start_cfg(net, 0, &c, 0);
+    tls_client *old = tls_try(net, TLS1_2_VERSION);
+    ck_assert(!old->ok);
+    ck_assert(run_until(net, stat_at_least, WANT(0, handshake_failures, 1), WAIT_MS));
+    ck_assert(log_has(net, "TLS handshake failed"));
+    tls_free(net, old);
+    /* TLS 1.3 completes, but without a Hello the link dies at the deadline. */
+    tls_client *t = tls_try(net, TLS1_3_VERSION);
+    ck_assert(t->ok);
+    ck_assert_int_eq(t->version, TLS1_3_VERSION);
+    ck_assert(run_until(net, stat_at_least, WANT(0, handshake_failures, 2), WAIT_MS));
+    ck_assert(log_has(net, "no authenticated Hello"));
+    ck_assert_int_eq(net->n[0].ups, 0);
+    tls_free(net, t);
+    net_free(net);
+}
+END_TEST
+
 START_TEST(test_api_errors) {
     tnet *net = net_new(2);
     node_p2p *bad;
@@ -1045,6 +1163,7 @@ int main(void) {
     tcase_add_test(links, test_send_queue_overflow_drops_link);
     tcase_add_test(links, test_plain_tcp_garbage_refused);
     tcase_add_test(links, test_stalled_links_time_out_and_are_bounded);
+    tcase_add_test(links, test_tls_1_3_only);
     tcase_add_test(links, test_api_errors);
     suite_add_tcase(s, links);
     TCase *sync = tcase_create("sync");
