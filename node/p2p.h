@@ -11,8 +11,17 @@
  *
  * Topology: one link per pair of validators; the lower index dials the
  * higher, and a validator refuses an inbound validator link from a higher
- * index. A dropped link is redialled with exponential backoff (100 ms
- * doubling to 5 s).
+ * index. A newer authenticated link from the same validator replaces the
+ * older one (it restarted). A dropped link is redialled with exponential
+ * backoff (100 ms doubling to 5 s); the backoff resets only once the peer
+ * has sent a frame after the Hellos, i.e. it accepted us. (A link is "up"
+ * on each side once that side accepts the other's Hello, so a node whose
+ * own Hello is refused sees the link up for a moment before it drops.)
+ *
+ * Gossip: a transaction is sent once to every connected validator; a
+ * receiver that has not seen its hash recently (NODE_P2P_SEEN_MAX, two
+ * generations) hands it to on_tx and, if admitted, passes it on to the
+ * validators other than the sender.
  *
  * Full nodes (no validator key) dial every validator with an ephemeral key
  * and role FULL_NODE. A validator accepts them only when configured to
