@@ -258,6 +258,26 @@ END_TEST
 
 /* ------------------------------------------------------------ client */
 
+/* If the request carries X-Consent-* headers, they must verify for its
+ * request line's method and target. */
+static int signature_ok(const char *req, const char *line)
+{
+    char method[16], target[256], khex[65], shex[129];
+    const char *kp = strstr(req, "X-Consent-Key: "), *tp = strstr(req, "X-Consent-Time: ");
+    const char *sp = strstr(req, "X-Consent-Signature: ");
+    unsigned long long t;
+    chain_pubkey pk;
+    chain_sig sig;
+    if (!kp && !tp && !sp)
+        return 1;
+    if (!kp || !tp || !sp || sscanf(line, "%15s %255s", method, target) != 2 ||
+        sscanf(kp, "X-Consent-Key: %64s", khex) != 1 || sscanf(tp, "X-Consent-Time: %llu", &t) != 1 ||
+        sscanf(sp, "X-Consent-Signature: %128s", shex) != 1 ||
+        chain_unhex(pk.b, sizeof pk.b, khex) || chain_unhex(sig.b, sizeof sig.b, shex))
+        return 0;
+    return chain_api_verify(&pk, &sig, method, target, t, t) == 0;
+}
+
 /* One connection: read the request head, check its line, answer, close. */
 static int serve_once(pid_t *pid, const char *want_line, const char *resp)
 {
@@ -288,7 +308,9 @@ static int serve_once(pid_t *pid, const char *want_line, const char *resp)
         if (write(fd, resp, strlen(resp)) < 0)
             _exit(1);
         close(fd);
-        _exit(strncmp(buf, want_line, strlen(want_line)) == 0 ? 0 : 3);
+        if (strncmp(buf, want_line, strlen(want_line)) != 0)
+            _exit(3);
+        _exit(signature_ok(buf, want_line) ? 0 : 4);
     }
     close(ls);
     return ntohs(sa.sin_port);
@@ -339,6 +361,72 @@ START_TEST(client_streams_from_a_server)
 }
 END_TEST
 
+/* ------------------------------------------------------------ signing */
+
+START_TEST(auth_headers_verify)
+{
+    uint8_t sec[CHAIN_SECKEY_LEN];
+    chain_key *k;
+    chain_pubkey pk, got_pk;
+    chain_sig sig;
+    char out[512], khex[65], shex[129];
+    unsigned long long t = 0;
+    int n;
+    memset(sec, 9, sizeof sec);
+    k = chain_key_create(sec);
+    ck_assert_ptr_nonnull(k);
+    chain_key_pubkey(k, &pk);
+    n = wallet_auth_headers(out, sizeof out, k, "GET", "/v1/patients/ab/grants", 1795000000);
+    ck_assert_int_gt(n, 0);
+    ck_assert_uint_eq(strlen(out), (size_t)n);
+    ck_assert_int_eq(sscanf(out, "X-Consent-Key: %64s\r\nX-Consent-Time: %llu\r\nX-Consent-Signature: %128s",
+                            khex, &t, shex), 3);
+    ck_assert_uint_eq(t, 1795000000);
+    ck_assert_int_eq(chain_unhex(got_pk.b, sizeof got_pk.b, khex), 0);
+    ck_assert_mem_eq(got_pk.b, pk.b, sizeof pk.b);
+    ck_assert_int_eq(chain_unhex(sig.b, sizeof sig.b, shex), 0);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", "/v1/patients/ab/grants", t, t + 10), 0);
+    /* Bound to its method and target. */
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "GET", "/v1/patients/cd/grants", t, t), CHAIN_ESIG);
+    ck_assert_int_eq(chain_api_verify(&pk, &sig, "POST", "/v1/patients/ab/grants", t, t), CHAIN_ESIG);
+    /* Refusals: a short buffer, a method or target the node would refuse. */
+    ck_assert_int_eq(wallet_auth_headers(out, 100, k, "GET", "/v1/x", 1), CHAIN_EBOUNDS);
+    ck_assert_int_eq(wallet_auth_headers(out, sizeof out, k, "get", "/v1/x", 1), CHAIN_EINVAL);
+    ck_assert_int_eq(wallet_auth_headers(out, sizeof out, k, "GET", "v1/x", 1), CHAIN_EINVAL);
+    ck_assert_int_eq(wallet_auth_headers(out, sizeof out, k, "GET", "/v1/a b", 1), CHAIN_EINVAL);
+    chain_key_destroy(k);
+}
+END_TEST
+
+/* The client puts verifying headers on what it sends, prefix included. */
+START_TEST(client_signs_requests)
+{
+    uint8_t sec[CHAIN_SECKEY_LEN];
+    chain_key *k;
+    wallet_client c;
+    wallet_http_response r;
+    char url[64], err[WALLET_ERR_LEN];
+    pid_t pid;
+    int st = 0, port;
+    memset(sec, 9, sizeof sec);
+    k = chain_key_create(sec);
+    ck_assert_ptr_nonnull(k);
+    port = serve_once(&pid, "GET /api/v1/status HTTP/1.1\r\n",
+                      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api", port);
+    ck_assert_int_eq(wallet_client_init(&c, url), 0);
+    c.sign_key = k;
+    ck_assert_int_eq(wallet_client_request(&c, &r, err, "GET", "/v1/status", NULL, NULL, 0), 0);
+    wallet_http_response_free(&r);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server saw exit %d", WEXITSTATUS(st));
+    /* A target the signature cannot cover is refused before anything is sent. */
+    ck_assert_int_eq(wallet_client_request(&c, &r, err, "GET", "/v1/a b", NULL, NULL, 0), CHAIN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "cannot sign"));
+    chain_key_destroy(k);
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("wallet_events");
@@ -354,6 +442,10 @@ static Suite *events_suite(void)
     tcase_add_test(stream, stream_truncated_and_garbage);
     tcase_add_test(stream, stream_callback_stops_it);
     tcase_add_test(stream, client_streams_from_a_server);
+    TCase *auth = tcase_create("auth");
+    tcase_add_test(auth, auth_headers_verify);
+    tcase_add_test(auth, client_signs_requests);
+    suite_add_tcase(s, auth);
     suite_add_tcase(s, lines);
     suite_add_tcase(s, stream);
     return s;

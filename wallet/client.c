@@ -173,8 +173,25 @@ static int recv_response(int fd, wallet_http_response *out)
     return rc;
 }
 
-/* The request line and headers; Returns the length, or a negative error
- * with err set. */
+int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
+                        const char *target, uint64_t now_s)
+{
+    chain_pubkey pk;
+    chain_sig sig;
+    char khex[2 * CHAIN_KEY_LEN + 1], shex[2 * CHAIN_SIG_LEN + 1];
+    int n, rc = chain_api_sign(key, &sig, method, target, now_s);
+    if (rc)
+        return rc;
+    chain_key_pubkey(key, &pk);
+    chain_hex(khex, pk.b, sizeof pk.b);
+    chain_hex(shex, sig.b, sizeof sig.b);
+    n = snprintf(out, cap, "X-Consent-Key: %s\r\nX-Consent-Time: %" PRIu64
+                 "\r\nX-Consent-Signature: %s\r\n", khex, now_s, shex);
+    return n > 0 && (size_t)n < cap ? n : CHAIN_EBOUNDS;
+}
+
+/* The request line and headers, signed when the client has a key. Returns
+ * the length, or a negative error with err set. */
 static int request_head(wallet_client *c, char *head, size_t cap, char *err, const char *method,
                         const char *target, const char *content_type, const uint8_t *body,
                         size_t body_len)
@@ -188,6 +205,19 @@ static int request_head(wallet_client *c, char *head, size_t cap, char *err, con
                  "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-wallet\r\n"
                  "Accept: application/json\r\nConnection: close\r\n",
                  method, c->prefix, target, c->host, c->port);
+    if (c->sign_key) {
+        /* The node verifies the target as it arrives: prefix included. */
+        char full[sizeof c->prefix + WALLET_PATH_LEN_MAX + 1];
+        int rc;
+        snprintf(full, sizeof full, "%s%s", c->prefix, target);
+        rc = wallet_auth_headers(head + n, cap - (size_t)n, c->sign_key, method, full,
+                                 (uint64_t)time(NULL));
+        if (rc < 0) {
+            snprintf(err, WALLET_ERR_LEN, "cannot sign the request: %s", chain_strerror(rc));
+            return rc;
+        }
+        n += rc;
+    }
     if (body)
         n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                       content_type ? content_type : "application/octet-stream", body_len);
@@ -200,7 +230,7 @@ int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err
                           const char *method, const char *target, const char *content_type,
                           const uint8_t *body, size_t body_len)
 {
-    char head[WALLET_PATH_LEN_MAX + 1024];
+    char head[WALLET_PATH_LEN_MAX + 2048];
     int fd, rc, n;
     n = request_head(c, head, sizeof head, err, method, target, content_type, body, body_len);
     if (n < 0)
@@ -243,7 +273,7 @@ static int pump_stream(int fd, wallet_stream *s, char *err)
 int wallet_client_stream(wallet_client *c, char *err, const char *target, wallet_line_fn fn,
                          void *arg)
 {
-    char head[WALLET_PATH_LEN_MAX + 1024];
+    char head[WALLET_PATH_LEN_MAX + 2048];
     wallet_stream *s;
     int fd, rc, n = request_head(c, head, sizeof head, err, "GET", target, NULL, NULL, 0);
     if (n < 0)

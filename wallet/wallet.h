@@ -133,6 +133,13 @@ typedef struct {
 } wallet_client;
 
 int wallet_client_init(wallet_client *c, const char *url) CHAIN_WUR;
+/* The request-signing headers (chain_api_sign over method, target, now_s):
+ * "X-Consent-Key: ..\r\nX-Consent-Time: ..\r\nX-Consent-Signature: ..\r\n"
+ * into out. Returns their length, or a negative error (CHAIN_EBOUNDS if cap
+ * is short, CHAIN_EINVAL for a method or target chain_api_sighash refuses).
+ * wallet_client_request and _stream add them when sign_key is set. */
+int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
+                        const char *target, uint64_t now_s) CHAIN_WUR;
 /* One request on a fresh connection ("Connection: close"). Any status is
  * returned in out; only transport and parse failures are errors. */
 int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err,
