@@ -354,9 +354,15 @@ static void do_commit(node *n, const cons_action *a) {
     uint64_t height = chain_store_height(n->store);
     chain_hash digest = a->cert ? a->cert->block_hash : (chain_hash){{0}};
     if (a->seq <= height) {
-        /* Already applied (block sync got there first). */
-        chain_store_tip_hash(n->store, &digest);
-        if (a->seq == height) followup_push(n, FU_COMMITTED, a->seq, &digest, 1);
+        /* Already applied (block sync got there first): only tell the
+         * replica, with the hash of the block we have at that height. */
+        chain_block have;
+        chain_block_init(&have);
+        if (chain_store_get_block(n->store, a->seq, &have) == 0) {
+            chain_header_hash(&have.hdr, &digest);
+            followup_push(n, FU_COMMITTED, a->seq, &digest, 1);
+        }
+        chain_block_free(&have);
         return;
     }
     if (!a->cert || a->seq > height + NODE_PENDING_COMMITS_MAX ||
