@@ -117,7 +117,11 @@ static void build(node__producer *p) {
     chain_block_free(&b);
 }
 
-static void on_tick(uv_timer_t *t) { build(t->data); }
+static void on_tick(uv_timer_t *t) {
+    node__producer *p = t->data;
+    build(p);
+    node__sync_check(p->n);
+}
 
 static void on_kick(uv_timer_t *t) {
     node__producer *p = t->data;
