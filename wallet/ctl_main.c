@@ -1,10 +1,12 @@
 /* ctl_main.c — consentctl, the operator's and gateway's tool.
  *
  * testnet writes a local network's files; check asks a node the gateway
- * question; status, tx and block show what a node knows; access-record lets
- * a gateway record a release on chain. Exit codes: 0 success (check:
- * permit), 1 check: deny, 2 any error. Errors are one line on stderr; keys
- * printed are public keys only.
+ * question (and with --verify checks the answer's proof against genesis,
+ * trusting no node); watch streams committed grants and revocations; status,
+ * tx and block show what a node knows; access-record lets a gateway record a
+ * release on chain. Exit codes: 0 success (check: permit), 1 check: deny,
+ * 2 any error, 3 check --verify: the answer does not verify. Errors are one
+ * line on stderr; keys printed are public keys only.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -19,6 +21,8 @@
 
 #define PROG "consentctl"
 #define EXIT_ERR 2
+#define EXIT_UNVERIFIED 3
+#define ANSWER_BYTES_MAX (8u * 1024 * 1024)
 #define WAIT_S_DEFAULT 30
 #define POLL_MS 100
 
@@ -28,7 +32,8 @@ static const wallet_opt_spec SPEC[] = {
     {"block-interval-ms", 1}, {"force", 0},  {"patient", 1},      {"grantee", 1},
     {"scope", 1},       {"purpose", 1},      {"at", 1},           {"key", 1},
     {"grant", 1},       {"request-hash", 1}, {"passphrase-file", 1}, {"wait", 0},
-    {"timeout", 1},     {"from", 1},
+    {"timeout", 1},     {"from", 1},         {"verify", 0},       {"max-age-blocks", 1},
+    {"min-height", 1},  {"genesis", 1},      {"response-file", 1},
 };
 #define N_SPEC (sizeof SPEC / sizeof SPEC[0])
 
@@ -39,9 +44,15 @@ static const char USAGE[] =
     "          [--block-interval-ms MS] [--force]\n"
     "      write genesis, keys and configs of a local network (api 127.0.0.1:P+i,\n"
     "      p2p 127.0.0.1:P+100+i; defaults: M=2, P=7700, consent-local, 100 ms)\n"
-    "  check --patient KEY --grantee KEY --scope S --purpose U [--at T] [--json]\n"
+    "  check --patient KEY --grantee KEY --scope S --purpose U [--at T] [--key FILE] [--json]\n"
+    "        [--verify [--genesis FILE] [--max-age-blocks N] [--min-height H]]\n"
     "      may the grantee receive scope S about the patient for purpose U at time T?\n"
     "      prints \"permit\" or \"deny: <reason>\"; exit 0 permit, 1 deny, 2 error\n"
+    "      --verify: ask for the proof and check it against genesis (--genesis, default\n"
+    "      $CONSENT_GENESIS) trusting no node: the commit certificate, the state proof, the\n"
+    "      decision recomputed; refuse a proof older than N blocks behind the node's tip or\n"
+    "      below height H. Prints \"permit (verified at height H)\"; exit 3 if it fails\n"
+    "      (--json prints the node's answer, proof included, e.g. to keep it)\n"
     "  watch [--from H] [--key FILE] [--json]\n"
     "      stream committed grants and revocations, one line each, until interrupted\n"
     "      (--json: the node's JSON lines as they are)\n"
@@ -139,6 +150,21 @@ static int cmd_testnet(ctx *c)
     return 0;
 }
 
+/* Loads --key (an institution key) if given; *key stays NULL otherwise. */
+static int load_opt_key(ctx *c, chain_key **key)
+{
+    char pass[WALLET_PASSPHRASE_MAX + 1];
+    int rc;
+    *key = NULL;
+    if (!opt(c, "key"))
+        return 0;
+    rc = wallet_passphrase(pass, c->err, opt(c, "passphrase-file"), 0);
+    if (!rc)
+        rc = wallet_key_load(key, c->err, opt(c, "key"), pass);
+    OPENSSL_cleanse(pass, sizeof pass);
+    return rc ? fail(c->err) : 0;
+}
+
 /* Percent-encodes a query value (codes are plain, but be safe). */
 static void qenc(char *out, size_t cap, const char *s)
 {
@@ -154,41 +180,190 @@ static void qenc(char *out, size_t cap, const char *s)
     out[n] = 0;
 }
 
-static int check_target(ctx *c, char *target, size_t cap)
+/* Parses the check question into q (at_s: --at, else now) and builds the
+ * request target; with --verify the time and proof=1 are always sent, so the
+ * node answers exactly the question that is then verified. */
+static int check_target(ctx *c, chain_check_query *q, char *target, size_t cap)
 {
-    chain_pubkey pk;
-    uint64_t at = 0;
     char scope[3 * CHAIN_CODE_LEN_MAX + 1], purpose[3 * CHAIN_CODE_LEN_MAX + 1];
+    char phex[2 * CHAIN_KEY_LEN + 1], ghex[2 * CHAIN_KEY_LEN + 1];
     int n;
+    memset(q, 0, sizeof *q);
     if (!opt(c, "patient") || !opt(c, "grantee") || !opt(c, "scope") || !opt(c, "purpose"))
         return usage_error("check needs --patient, --grantee, --scope and --purpose");
-    if (wallet_parse_pubkey(&pk, opt(c, "patient")) || wallet_parse_pubkey(&pk, opt(c, "grantee")))
+    if (wallet_parse_pubkey(&q->patient, opt(c, "patient")) ||
+        wallet_parse_pubkey(&q->grantee, opt(c, "grantee")))
         return usage_error("--patient/--grantee: not a 64-hex-digit key");
     if (!chain_scope_valid(opt(c, "scope")))
         return usage_error("--scope: unknown scope code");
     if (!chain_purpose_valid(opt(c, "purpose")))
         return usage_error("--purpose: unknown purpose code");
-    if (opt(c, "at") && wallet_parse_time(&at, opt(c, "at")))
+    if (opt(c, "at") && wallet_parse_time(&q->at_s, opt(c, "at")))
         return usage_error("--at: not a time (unix seconds, YYYY-MM-DD or RFC 3339 UTC)");
-    qenc(scope, sizeof scope, opt(c, "scope"));
-    qenc(purpose, sizeof purpose, opt(c, "purpose"));
-    n = snprintf(target, cap, "/v1/grants/check?patient=%.64s&grantee=%.64s&scope=%s&purpose=%s",
-                 opt(c, "patient"), opt(c, "grantee"), scope, purpose);
-    if (opt(c, "at"))
-        snprintf(target + n, cap - (size_t)n, "&at=%" PRIu64, at);
+    if (!opt(c, "at"))
+        q->at_s = (uint64_t)time(NULL);
+    q->scope = opt(c, "scope");
+    q->purpose = opt(c, "purpose");
+    qenc(scope, sizeof scope, q->scope);
+    qenc(purpose, sizeof purpose, q->purpose);
+    /* The node wants lower-case hex; the user may have typed upper case. */
+    chain_hex(phex, q->patient.b, sizeof q->patient.b);
+    chain_hex(ghex, q->grantee.b, sizeof q->grantee.b);
+    n = snprintf(target, cap, "/v1/grants/check?patient=%s&grantee=%s&scope=%s&purpose=%s", phex,
+                 ghex, scope, purpose);
+    if (opt(c, "at") || opt(c, "verify"))
+        n += snprintf(target + n, cap - (size_t)n, "&at=%" PRIu64, q->at_s);
+    if (opt(c, "verify"))
+        snprintf(target + n, cap - (size_t)n, "&proof=1");
     return 0;
+}
+
+/* Options that only make sense with --verify, and their combinations. */
+static int verify_options(ctx *c, uint64_t *min_height)
+{
+    static const char *const need[] = {"max-age-blocks", "min-height", "genesis", "response-file"};
+    uint64_t v;
+    size_t i;
+    for (i = 0; i < sizeof need / sizeof need[0]; i++) {
+        if (opt(c, need[i]) && !opt(c, "verify")) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "--%s goes with --verify", need[i]);
+            return usage_error(msg);
+        }
+    }
+    if (opt(c, "response-file") && (opt(c, "max-age-blocks") || opt(c, "key")))
+        return usage_error("--response-file verifies a saved answer: no node, so no --max-age-blocks "
+                           "or --key (use --min-height)");
+    if (opt(c, "max-age-blocks") && wallet_parse_u64(&v, opt(c, "max-age-blocks")))
+        return usage_error("--max-age-blocks: not a number of blocks");
+    *min_height = 0;
+    if (opt(c, "min-height") && wallet_parse_u64(min_height, opt(c, "min-height")))
+        return usage_error("--min-height: not a block height");
+    return 0;
+}
+
+/* Reads a saved answer (hidden option --response-file, for gateways that
+ * verify answers they stored, and for tests that tamper with one). */
+static int read_answer(ctx *c, json_t **out)
+{
+    json_error_t jerr;
+    FILE *f = fopen(opt(c, "response-file"), "rb");
+    char *buf = malloc(ANSWER_BYTES_MAX + 1);
+    size_t n = f && buf ? fread(buf, 1, ANSWER_BYTES_MAX + 1, f) : 0;
+    if (f)
+        fclose(f);
+    *out = f && buf && n <= ANSWER_BYTES_MAX ? json_loadb(buf, n, 0, &jerr) : NULL;
+    free(buf);
+    if (*out && json_is_object(*out))
+        return 0;
+    json_decref(*out);
+    snprintf(c->err, sizeof c->err, "%.200s: %s", opt(c, "response-file"),
+             !f ? "cannot open" : n > ANSWER_BYTES_MAX ? "too large" : "not a JSON object");
+    return fail(c->err);
+}
+
+/* --max-age-blocks N: the proof may be at most N blocks behind the tip the
+ * node reports. A node can only make itself look older than it is, never
+ * make an old proof pass a tip it admits to; --min-height takes a height
+ * learnt elsewhere (e.g. from watch) for gateways that trust no tip. */
+static int max_age_floor(ctx *c, uint64_t *min_height)
+{
+    json_t *j = NULL, *h;
+    uint64_t n = 0, tip;
+    if (!opt(c, "max-age-blocks"))
+        return 0;
+    if (wallet_parse_u64(&n, opt(c, "max-age-blocks")) ||
+        wallet_client_get_json(&c->client, &j, c->err, "/v1/status"))
+        return fail(c->err);
+    h = json_object_get(j, "height");
+    tip = json_is_integer(h) && json_integer_value(h) > 0 ? (uint64_t)json_integer_value(h) : 0;
+    json_decref(j);
+    if (tip > n && tip - n > *min_height)
+        *min_height = tip - n;
+    return 0;
+}
+
+static int load_genesis(ctx *c, chain_genesis **out)
+{
+    const char *path = opt(c, "genesis") ? opt(c, "genesis") : getenv("CONSENT_GENESIS");
+    int rc;
+    if (!path || !path[0])
+        return usage_error("--verify needs the genesis to trust: --genesis FILE or $CONSENT_GENESIS");
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return fail("out of memory");
+    rc = chain_genesis_load(*out, path);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        snprintf(c->err, sizeof c->err, "%.200s: %s", path, chain_strerror(rc));
+        return fail(c->err);
+    }
+    return 0;
+}
+
+/* Gets the answer: from a saved file, or from the node (signed with --key). */
+static int fetch_answer(ctx *c, json_t **out, const char *target)
+{
+    chain_key *key = NULL;
+    int rc;
+    if (opt(c, "response-file"))
+        return read_answer(c, out);
+    rc = load_opt_key(c, &key);
+    if (rc)
+        return rc;
+    c->client.sign_key = key;
+    rc = wallet_client_get_json(&c->client, out, c->err, target);
+    c->client.sign_key = NULL;
+    chain_key_destroy(key);
+    return rc ? fail(c->err) : 0;
+}
+
+static int verify_and_print(ctx *c, json_t *j, const chain_check_query *q, uint64_t min_height)
+{
+    chain_genesis *g = NULL;
+    chain_check_result r;
+    int rc = load_genesis(c, &g);
+    if (!rc)
+        rc = max_age_floor(c, &min_height);
+    if (!rc && wallet_check_verify(&r, c->err, g, j, q, min_height)) {
+        fprintf(stderr, PROG ": %s\n", c->err);
+        rc = EXIT_UNVERIFIED;
+    }
+    free(g);
+    if (rc)
+        return rc;
+    if (opt(c, "json")) {
+        char *s = json_dumps(j, JSON_INDENT(2));
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else if (r.decision == CHAIN_PERMIT) {
+        printf("permit (verified at height %" PRIu64 ")\n", r.height);
+    } else {
+        printf("deny: %s (verified at height %" PRIu64 ")\n", r.reason, r.height);
+    }
+    return r.decision == CHAIN_PERMIT ? 0 : 1;
 }
 
 static int cmd_check(ctx *c)
 {
     char target[WALLET_PATH_LEN_MAX];
+    chain_check_query q;
+    uint64_t min_height = 0;
     json_t *j = NULL, *h;
     const char *decision, *reason, *gid;
-    int rc = check_target(c, target, sizeof target);
+    int rc = check_target(c, &q, target, sizeof target);
+    if (!rc)
+        rc = verify_options(c, &min_height);
+    if (!rc)
+        rc = fetch_answer(c, &j, target);
     if (rc)
         return rc;
-    if (wallet_client_get_json(&c->client, &j, c->err, target))
-        return fail(c->err);
+    if (opt(c, "verify")) {
+        rc = verify_and_print(c, j, &q, min_height);
+        json_decref(j);
+        return rc;
+    }
     decision = json_string_value(json_object_get(j, "decision"));
     reason = json_string_value(json_object_get(j, "reason"));
     gid = json_string_value(json_object_get(json_object_get(j, "grant"), "id"));
@@ -297,21 +472,6 @@ static int access_args(ctx *c, chain_access_record *rec)
     return 0;
 }
 
-/* Loads --key (an institution key) if given; *key stays NULL otherwise. */
-static int load_opt_key(ctx *c, chain_key **key)
-{
-    char pass[WALLET_PASSPHRASE_MAX + 1];
-    int rc;
-    *key = NULL;
-    if (!opt(c, "key"))
-        return 0;
-    rc = wallet_passphrase(pass, c->err, opt(c, "passphrase-file"), 0);
-    if (!rc)
-        rc = wallet_key_load(key, c->err, opt(c, "key"), pass);
-    OPENSSL_cleanse(pass, sizeof pass);
-    return rc ? fail(c->err) : 0;
-}
-
 typedef struct {
     int raw;                 /* --json: print the node's lines as they are */
     uint64_t last_height;
@@ -417,7 +577,8 @@ typedef struct {
 static const command COMMANDS[] = {
     {"testnet", " validators out institutions port-base chain-id block-interval-ms force ", 1,
      cmd_testnet},
-    {"check", " patient grantee scope purpose at json ", 1, cmd_check},
+    {"check", " patient grantee scope purpose at json key passphrase-file verify max-age-blocks "
+              "min-height genesis response-file ", 1, cmd_check},
     {"watch", " from key passphrase-file json ", 1, cmd_watch},
     {"status", " json ", 1, cmd_status},
     {"tx", " ", 2, cmd_tx},

@@ -257,6 +257,21 @@ json_t *wallet_fhir_export(const chain_grant *g, const chain_hash *id, int activ
 int wallet_grant_from_json(chain_grant *out, chain_hash *id_out, int *active_out, char *err,
                            const json_t *grant) CHAIN_WUR;
 
+/* ------------------------------------------------------------------ verify */
+/* Verifies a node's answer to GET /v1/grants/check?...&proof=1 for query q
+ * against genesis g alone (chain_check_verify: certificate, header, state
+ * proof, decision recomputed), refusing a header below min_height. The node
+ * is also held to its word: an answer whose "decision" or proof.height
+ * differs from what its proof shows fails (CHAIN_EPROOF). On success *out
+ * holds the recomputed decision, reason and height. Errors: the chain
+ * codes of chain_check_verify, CHAIN_EDECODE for a missing or malformed
+ * proof (each hex field at most WALLET_PROOF_FIELD_BYTES_MAX bytes); err
+ * starts "verification failed: ". */
+#define WALLET_PROOF_FIELD_BYTES_MAX (1024 * 1024)
+int wallet_check_verify(chain_check_result *out, char *err, const chain_genesis *g,
+                        const json_t *answer, const chain_check_query *q,
+                        uint64_t min_height) CHAIN_WUR;
+
 /* ------------------------------------------------------------------ events */
 /* GET /v1/events?from=H answers one JSON object per line, as blocks commit:
  * {"height", "tx", "type", "patient", "grantee"?, "grant_id"?}. The stream
