@@ -331,6 +331,22 @@ typedef int (*chain_grant_fn)(void *arg, const chain_grant_record *rec);
 int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient,
                                chain_grant_fn fn, void *arg);
 
+/* The releases gateways recorded (AccessRecord txs) under a patient's
+ * grants, in key order (by grant id, then tx id); fn as above. */
+typedef struct {
+    chain_hash tx_id;              /* the AccessRecord tx */
+    chain_pubkey gateway;          /* its signer */
+    chain_hash grant_id;
+    chain_code scope;
+    chain_code purpose;
+    chain_hash request_hash;
+    uint64_t height;
+    uint64_t time_ms;              /* block time */
+} chain_access_summary;
+typedef int (*chain_access_fn)(void *arg, const chain_access_summary *a);
+int chain_store_patient_access(chain_store *st, const chain_pubkey *patient, chain_access_fn fn,
+                               void *arg);
+
 /* Persisted consensus votes: an opaque blob written with sync before the
  * node sends what it signed. */
 int chain_store_put_meta(chain_store *st, const char *key, const uint8_t *val, size_t len) CHAIN_WUR;

@@ -76,6 +76,9 @@ int chain__grants_decode(chain_grant_record **out, uint32_t *n_out, const uint8_
 int chain__grants_encode(uint8_t **out, size_t *len_out, const chain_grant_record *recs, uint32_t n);
 int chain__inst_encode(uint8_t **out, size_t *len_out, const chain_institution *in);
 int chain__inst_decode(chain_institution *out, const uint8_t *buf, size_t len);
+/* state.c: decodes an AccessSummary; stored bytes that break a bound give
+ * CHAIN_EIO. */
+int chain__access_decode(chain_access_summary *out, const uint8_t *buf, size_t len);
 int chain__access_encode(uint8_t **out, size_t *len_out, const chain_hash *txid,
                          const chain_pubkey *gateway, const chain_access_record *a,
                          uint64_t height, uint64_t time_ms);

@@ -314,6 +314,25 @@ int chain__access_encode(uint8_t **out, size_t *len_out, const chain_hash *txid,
     return pack_alloc(out, len_out, &m.base);
 }
 
+int chain__access_decode(chain_access_summary *out, const uint8_t *buf, size_t len)
+{
+    Consent__AccessSummary *m = consent__access_summary__unpack(NULL, len, buf);
+    if (m == NULL) return CHAIN_EIO;
+    chain_access_summary a;
+    memset(&a, 0, sizeof a);
+    int rc = copy_fixed(a.tx_id.b, CHAIN_HASH_LEN, m->tx_id);
+    if (rc == CHAIN_OK) rc = copy_fixed(a.gateway.b, CHAIN_KEY_LEN, m->gateway);
+    if (rc == CHAIN_OK) rc = copy_fixed(a.grant_id.b, CHAIN_HASH_LEN, m->grant_id);
+    if (rc == CHAIN_OK) rc = copy_fixed(a.request_hash.b, CHAIN_HASH_LEN, m->request_hash);
+    if (rc == CHAIN_OK) rc = copy_code(&a.scope, m->scope);
+    if (rc == CHAIN_OK) rc = copy_code(&a.purpose, m->purpose);
+    a.height = m->height;
+    a.time_ms = m->time_ms;
+    consent__access_summary__free_unpacked(m, NULL);
+    if (rc == CHAIN_OK) *out = a;
+    return rc;
+}
+
 /* ------------------------------------------------------------------ map */
 
 typedef struct {

@@ -551,29 +551,22 @@ int chain_store_institution(chain_store *st, const chain_pubkey *key, chain_inst
     return rc;
 }
 
-/* One pair list: calls fn per record; returns fn's non-zero value or an error. */
-static int pair_each(const char *v, size_t n, chain_grant_fn fn, void *arg)
-{
-    chain_grant_record *recs = NULL;
-    uint32_t nr = 0;
-    int rc = chain__grants_decode(&recs, &nr, (const uint8_t *)v, n);
-    for (uint32_t i = 0; rc == CHAIN_OK && i < nr; i++) rc = fn(arg, &recs[i]);
-    free(recs);
-    return rc;
-}
+/* Calls each(v, n, ctx) for every state value under key prefix pfx ||
+ * patient (whose keys must be key_len bytes long) in key order, until it
+ * returns non-zero; returns that value, or an error. */
+typedef int (*scan_fn)(const char *v, size_t n, void *ctx);
 
-int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient, chain_grant_fn fn,
-                               void *arg)
+static int scan_patient(chain_store *st, uint8_t pfx, const chain_pubkey *patient, size_t key_len,
+                        scan_fn each, void *ctx)
 {
     uint8_t lo[1 + CHAIN_KEY_LEN], hi[1 + CHAIN_KEY_LEN];
-    if (st == NULL || patient == NULL || fn == NULL) return CHAIN_EINVAL;
-    lo[0] = CHAIN__PFX_PAIR;
+    lo[0] = pfx;
     memcpy(lo + 1, patient->b, CHAIN_KEY_LEN);
     /* Upper bound: the prefix with its last byte incremented (carrying). */
     memcpy(hi, lo, sizeof hi);
     int i = (int)sizeof hi - 1;
     while (i >= 0 && hi[i] == 0xff) hi[i--] = 0;
-    assert(i >= 0);   /* the 'P' byte never overflows */
+    assert(i >= 0);   /* the prefix letter never overflows */
     hi[i]++;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof hi);
@@ -584,11 +577,11 @@ int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient, cha
         size_t kl = 0, vl = 0;
         const char *key = rocksdb_iter_key(it, &kl);
         const char *v = rocksdb_iter_value(it, &vl);
-        if (kl != 1 + 2 * CHAIN_KEY_LEN || memcmp(key, lo, sizeof lo) != 0) {
+        if (kl != key_len || memcmp(key, lo, sizeof lo) != 0) {
             rc = CHAIN_EIO;
             break;
         }
-        rc = pair_each(v, vl, fn, arg);
+        rc = each(v, vl, ctx);
     }
     char *err = NULL;
     if (rc == 0) rocksdb_iter_get_error(it, &err);
@@ -596,6 +589,53 @@ int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient, cha
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return rc;
+}
+
+typedef struct {
+    chain_grant_fn fn;
+    void *arg;
+} grants_ctx;
+
+/* One pair list: calls fn per record; returns fn's non-zero value or an error. */
+static int pair_each(const char *v, size_t n, void *ctx)
+{
+    grants_ctx *g = ctx;
+    chain_grant_record *recs = NULL;
+    uint32_t nr = 0;
+    int rc = chain__grants_decode(&recs, &nr, (const uint8_t *)v, n);
+    for (uint32_t i = 0; rc == CHAIN_OK && i < nr; i++) rc = g->fn(g->arg, &recs[i]);
+    free(recs);
+    return rc;
+}
+
+int chain_store_patient_grants(chain_store *st, const chain_pubkey *patient, chain_grant_fn fn,
+                               void *arg)
+{
+    if (st == NULL || patient == NULL || fn == NULL) return CHAIN_EINVAL;
+    grants_ctx g = {fn, arg};
+    return scan_patient(st, CHAIN__PFX_PAIR, patient, 1 + 2 * CHAIN_KEY_LEN, pair_each, &g);
+}
+
+typedef struct {
+    chain_access_fn fn;
+    void *arg;
+} access_ctx;
+
+static int access_each(const char *v, size_t n, void *ctx)
+{
+    access_ctx *a = ctx;
+    chain_access_summary sum;
+    int rc = chain__access_decode(&sum, (const uint8_t *)v, n);
+    return rc != CHAIN_OK ? rc : a->fn(a->arg, &sum);
+}
+
+int chain_store_patient_access(chain_store *st, const chain_pubkey *patient, chain_access_fn fn,
+                               void *arg)
+{
+    if (st == NULL || patient == NULL || fn == NULL) return CHAIN_EINVAL;
+    access_ctx a = {fn, arg};
+    return scan_patient(st, CHAIN__PFX_ACCESS, patient, 1 + CHAIN_KEY_LEN + 2 * CHAIN_HASH_LEN,
+                        access_each, &a);
 }
 
 /* ------------------------------------------------------------------ meta */

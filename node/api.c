@@ -5,6 +5,16 @@
  * then reads committed state from the store or the mempool. Nothing here
  * changes state except admission of transactions, which goes through
  * node__submit_tx. Every refusal is a 4xx with {"error": reason}.
+ *
+ * Who may ask: checks and patient listings reveal who is interested in
+ * whom, so they need a signed request (chain_api_verify over method, target
+ * and time; headers X-Consent-Key, X-Consent-Time, X-Consent-Signature): a
+ * check by the grantee institution itself or an operator (a validator key),
+ * a listing by the patient, their guardian or an operator. Every such
+ * request, answered or refused, goes to the audit log (audit.c). Status,
+ * blocks, metrics, events and transaction submission stay open: blocks are
+ * replicated to every validator anyway and transactions authenticate
+ * themselves.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -204,6 +214,69 @@ static json_t *block_j(const chain_block *b) {
     return o;
 }
 
+/* ------------------------------------------------------------------ auth */
+typedef struct {
+    int signed_by;                   /* 1: key holds a verified caller */
+    chain_pubkey key;
+} caller;
+
+/* Verifies the request signature if there is one. -1 with a 401 answer for
+ * an incomplete, malformed, stale or wrong signature; 0 otherwise (who says
+ * whether anyone signed). */
+static int authenticate(caller *who, node__http_resp *resp, const node__http_req *req) {
+    who->signed_by = 0;
+    int have = (req->auth_key[0] != 0) + (req->auth_time[0] != 0) + (req->auth_sig[0] != 0);
+    if (have == 0) return 0;
+    chain_sig sig;
+    uint64_t t = 0;
+    const char *why = NULL;
+    if (have != 3) why = "X-Consent-Key, X-Consent-Time and X-Consent-Signature go together";
+    else if (parse_hex(who->key.b, CHAIN_KEY_LEN, req->auth_key)) why = "X-Consent-Key must be 64 lower-case hex digits";
+    else if (parse_u64(&t, req->auth_time)) why = "X-Consent-Time must be unix seconds";
+    else if (parse_hex(sig.b, CHAIN_SIG_LEN, req->auth_sig)) why = "X-Consent-Signature must be 128 lower-case hex digits";
+    if (!why) {
+        int rc = chain_api_verify(&who->key, &sig, http_method_str((enum http_method)req->method),
+                                  req->target, t, node__now_s());
+        if (rc == CHAIN_ETIME) why = "X-Consent-Time is more than 300 s from the node's clock";
+        else if (rc) why = "bad request signature";
+    }
+    if (why) {
+        node__http_error(resp, 401, why);
+        return -1;
+    }
+    who->signed_by = 1;
+    return 0;
+}
+
+static int key_eq(const chain_pubkey *a, const chain_pubkey *b) {
+    return memcmp(a->b, b->b, CHAIN_KEY_LEN) == 0;
+}
+
+/* Operators: the validators of genesis. */
+static int is_operator(node *n, const chain_pubkey *k) {
+    return chain_genesis_validator_index(node_genesis(n), k) >= 0;
+}
+
+static void audit(node *n, const caller *who, const char *route, const chain_pubkey *patient,
+                  const chain_pubkey *grantee, const char *decision) {
+    if (node__audit_log(node__get_audit(n), node__now_ms(), who->signed_by ? &who->key : NULL, route,
+                        patient, grantee, decision) != 0)
+        node_log(node_get_logger(n), NODE_LOG_ERROR, "audit log: cannot append (%s)", route);
+}
+
+/* 401 for no signature, 403 for a caller the rule leaves out; both audited. */
+static void refuse_caller(node *n, node__http_resp *resp, const caller *who, const char *route,
+                          const chain_pubkey *patient, const chain_pubkey *grantee, const char *rule) {
+    if (!who->signed_by) {
+        node__http_error(resp, 401, "this route needs a signed request (X-Consent-Key, X-Consent-Time, "
+                                    "X-Consent-Signature)");
+        audit(n, who, route, patient, grantee, "refused-401");
+        return;
+    }
+    node__http_error(resp, 403, rule);
+    audit(n, who, route, patient, grantee, "refused-403");
+}
+
 /* ------------------------------------------------------------------ txs */
 /* The transaction bytes of POST /v1/txs: raw protobuf or {"tx": "<hex>"}. */
 static int tx_body(uint8_t *out, size_t *len, node__http_resp *resp, const node__http_req *req) {
@@ -384,48 +457,72 @@ static json_t *hexbuf_j(const uint8_t *b, size_t len) {
 
 /* proof=1: the (patient, grantee) pair list, its state proof, the tip header
  * and its commit certificate (chain_check_prove), hex-encoded, so a client
- * holding only genesis can verify the answer (chain_check_verify). Returns
- * 0, or -1 with resp set. */
-static int add_proof(node *n, node__http_resp *resp, json_t *o, const check_args *a) {
-    chain_check_proof p;
-    memset(&p, 0, sizeof(p));
-    int rc = chain_check_prove(node_store(n), &p, &a->patient, &a->grantee);
-    if (rc) {
-        node__http_error(resp, rc == CHAIN_ESTATE ? 409 : 500,
-                         rc == CHAIN_ESTATE ? "no committed block yet: nothing to prove against"
-                                            : chain_strerror(rc));
-        return -1;
-    }
-    json_t *j = json_pack("{s:o,s:o*,s:o*,s:o*,s:o*}", "height", u64j(p.height),
-                          "pair_list", hexbuf_j(p.pair_list, p.pair_list_len),
-                          "smt_proof", hexbuf_j(p.smt_proof, p.smt_proof_len),
-                          "header", hexbuf_j(p.header, p.header_len),
-                          "cert", hexbuf_j(p.cert, p.cert_len));
-    chain_check_proof_free(&p);
-    json_object_set_new(o, "proof", j ? j : json_null());
-    return 0;
+ * holding only genesis can verify the answer (chain_check_verify). */
+static json_t *proof_j(const chain_check_proof *p) {
+    return json_pack("{s:o,s:o*,s:o*,s:o*,s:o*}", "height", u64j(p->height),
+                     "pair_list", hexbuf_j(p->pair_list, p->pair_list_len),
+                     "smt_proof", hexbuf_j(p->smt_proof, p->smt_proof_len),
+                     "header", hexbuf_j(p->header, p->header_len),
+                     "cert", hexbuf_j(p->cert, p->cert_len));
 }
 
-static void route_check(node *n, node__http_resp *resp, const char *qs) {
+/* The grantee institution itself, or an operator. */
+static int check_allowed(node *n, const caller *who, const check_args *a) {
+    if (!who->signed_by) return 0;
+    if (is_operator(n, &who->key)) return 1;
+    chain_institution inst;
+    return key_eq(&who->key, &a->grantee) && chain_store_institution(node_store(n), &who->key, &inst) == 0;
+}
+
+/* The answer, proof included, read at one tip (the loop thread is the only
+ * writer, so nothing commits in between). Returns 1 permit, 0 deny, -1
+ * with resp set. */
+static int check_answer(node *n, node__http_resp *resp, json_t **out, const check_args *a) {
+    chain_check_proof p;
+    memset(&p, 0, sizeof(p));
+    int rc = a->proof ? chain_check_prove(node_store(n), &p, &a->patient, &a->grantee) : 0;
+    chain_check_result r;
+    if (rc == 0) rc = chain_check(node_store(n), &r, &a->patient, &a->grantee, a->scope, a->purpose, a->at);
+    if (rc == 0 && a->proof && r.height != p.height) rc = CHAIN_EIO;
+    if (rc) {
+        chain_check_proof_free(&p);
+        node__http_error(resp, rc == CHAIN_ESTATE ? 409 : rc == CHAIN_EIO || rc == CHAIN_ENOMEM ? 500 : 400,
+                         rc == CHAIN_ESTATE ? "no committed block yet: nothing to prove against" : chain_strerror(rc));
+        return -1;
+    }
+    json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "decision", r.decision == CHAIN_PERMIT ? "permit" : "deny",
+                          "reason", r.reason, "height", u64j(r.height), "at", u64j(a->at));
+    if (r.has_grant) json_object_set_new(o, "grant", grant_j(&r.grant));
+    if (a->proof) {
+        json_t *pj = proof_j(&p);
+        json_object_set_new(o, "proof", pj ? pj : json_null());
+    }
+    chain_check_proof_free(&p);
+    *out = o;
+    return r.decision == CHAIN_PERMIT;
+}
+
+static void route_check(node *n, node__http_resp *resp, const node__http_req *req) {
     check_args a;
+    caller who;
     char err[128];
-    if (check_parse(&a, err, sizeof(err), qs)) {
+    if (check_parse(&a, err, sizeof(err), req->query)) {
         node__http_error(resp, 400, err);
         return;
     }
-    chain_check_result r;
-    int rc = chain_check(node_store(n), &r, &a.patient, &a.grantee, a.scope, a.purpose, a.at);
-    if (rc) {
-        node__http_error(resp, rc == CHAIN_EIO || rc == CHAIN_ENOMEM ? 500 : 400, chain_strerror(rc));
+    if (authenticate(&who, resp, req)) {
+        audit(n, &who, "check", &a.patient, &a.grantee, "refused-401");
         return;
     }
-    json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "decision", r.decision == CHAIN_PERMIT ? "permit" : "deny",
-                          "reason", r.reason, "height", u64j(r.height), "at", u64j(a.at));
-    if (r.has_grant) json_object_set_new(o, "grant", grant_j(&r.grant));
-    if (a.proof && add_proof(n, resp, o, &a) != 0) {
-        json_decref(o);
+    if (!check_allowed(n, &who, &a)) {
+        refuse_caller(n, resp, &who, "check", &a.patient, &a.grantee,
+                      "only the grantee institution or an operator may ask this check");
         return;
     }
+    json_t *o = NULL;
+    int permit = check_answer(n, resp, &o, &a);
+    if (permit < 0) return;
+    audit(n, &who, "check", &a.patient, &a.grantee, permit ? "permit" : "deny");
     reply(resp, 200, o);
 }
 
@@ -455,12 +552,35 @@ static int collect_grant(void *arg, const chain_grant_record *rec) {
     return 0;
 }
 
-static void route_patient_grants(node *n, node__http_resp *resp, const char *arg) {
-    chain_pubkey p;
-    if (parse_hex(p.b, CHAIN_KEY_LEN, arg)) {
+/* The patient, their guardian, or an operator. */
+static int patient_allowed(node *n, const caller *who, const chain_pubkey *patient) {
+    if (!who->signed_by) return 0;
+    if (key_eq(&who->key, patient) || is_operator(n, &who->key)) return 1;
+    chain_pubkey guardian;
+    return chain_store_guardian(node_store(n), patient, &guardian) == 0 && key_eq(&guardian, &who->key);
+}
+
+/* Parses {key}, authenticates and applies the listing rule; 0 to go on,
+ * -1 with resp set. */
+static int patient_gate(node *n, node__http_resp *resp, chain_pubkey *p, caller *who,
+                        const node__http_req *req, const char *arg, const char *route) {
+    if (parse_hex(p->b, CHAIN_KEY_LEN, arg)) {
         node__http_error(resp, 400, "patient key must be 64 lower-case hex digits");
-        return;
+        return -1;
     }
+    if (authenticate(who, resp, req)) {
+        audit(n, who, route, p, NULL, "refused-401");
+        return -1;
+    }
+    if (patient_allowed(n, who, p)) return 0;
+    refuse_caller(n, resp, who, route, p, NULL, "only the patient, their guardian or an operator may list this");
+    return -1;
+}
+
+static void route_patient_grants(node *n, node__http_resp *resp, const node__http_req *req, const char *arg) {
+    chain_pubkey p;
+    caller who;
+    if (patient_gate(n, resp, &p, &who, req, arg, "patient_grants")) return;
     grant_list l = {json_array(), 0};
     int rc = chain_store_patient_grants(node_store(n), &p, collect_grant, &l);
     if (rc < 0) {
@@ -468,7 +588,42 @@ static void route_patient_grants(node *n, node__http_resp *resp, const char *arg
         node__http_error(resp, 500, chain_strerror(rc));
         return;
     }
+    audit(n, &who, "patient_grants", &p, NULL, "listed");
     reply(resp, 200, json_pack("{s:o,s:o,s:b}", "patient", hexj(p.b, CHAIN_KEY_LEN), "grants", l.arr,
+                               "truncated", rc == 1));
+}
+
+static json_t *access_j(const chain_access_summary *a) {
+    return json_pack("{s:o,s:o,s:o,s:s,s:s,s:o,s:o,s:o}", "tx", hexj(a->tx_id.b, CHAIN_HASH_LEN),
+                     "gateway", hexj(a->gateway.b, CHAIN_KEY_LEN),
+                     "grant_id", hexj(a->grant_id.b, CHAIN_HASH_LEN), "scope", a->scope.s,
+                     "purpose", a->purpose.s, "request_hash", hexj(a->request_hash.b, CHAIN_HASH_LEN),
+                     "height", u64j(a->height), "time_ms", u64j(a->time_ms));
+}
+
+static int collect_access(void *arg, const chain_access_summary *a) {
+    grant_list *l = arg;
+    if (l->n == NODE_PATIENT_GRANTS_MAX) return 1;
+    json_array_append_new(l->arr, access_j(a));
+    l->n++;
+    return 0;
+}
+
+/* GET /v1/patients/{key}/access: releases recorded under the patient's
+ * grants (consent-wallet audit). */
+static void route_patient_access(node *n, node__http_resp *resp, const node__http_req *req, const char *arg) {
+    chain_pubkey p;
+    caller who;
+    if (patient_gate(n, resp, &p, &who, req, arg, "patient_access")) return;
+    grant_list l = {json_array(), 0};
+    int rc = chain_store_patient_access(node_store(n), &p, collect_access, &l);
+    if (rc < 0) {
+        json_decref(l.arr);
+        node__http_error(resp, 500, chain_strerror(rc));
+        return;
+    }
+    audit(n, &who, "patient_access", &p, NULL, "listed");
+    reply(resp, 200, json_pack("{s:o,s:o,s:b}", "patient", hexj(p.b, CHAIN_KEY_LEN), "access", l.arr,
                                "truncated", rc == 1));
 }
 
@@ -553,6 +708,165 @@ static void route_metrics(node *n, node__http_resp *resp) {
     resp->body_len = len;
 }
 
+/* ------------------------------------------------------------------ events */
+/* Where grant `id` lives: from the grant record, or (once a full pair list
+ * pruned it) from the Grant transaction itself, which blocks keep forever. */
+static int grant_pair(node *n, chain_pubkey *patient, chain_pubkey *grantee, const chain_hash *id) {
+    chain_grant_record r;
+    if (chain_store_get_grant(node_store(n), id, &r) == 0) {
+        *patient = r.grant.patient;
+        *grantee = r.grant.grantee;
+        return 0;
+    }
+    uint64_t h;
+    uint32_t i;
+    if (chain_store_get_tx(node_store(n), id, &h, &i) != 0) return -1;
+    chain_block b;
+    chain_block_init(&b);
+    chain_tx tx;
+    int rc = chain_store_get_block(node_store(n), h, &b);
+    if (rc == 0) rc = i < b.n_txs ? chain_tx_decode(&tx, b.txs[i], b.tx_lens[i]) : -1;
+    chain_block_free(&b);
+    if (rc != 0 || tx.type != CHAIN_TX_GRANT) return -1;
+    *patient = tx.body.grant.patient;
+    *grantee = tx.body.grant.grantee;
+    return 0;
+}
+
+static const char *event_type(chain_tx_type t) {
+    switch (t) {
+    case CHAIN_TX_GRANT: return "grant";
+    case CHAIN_TX_REVOKE: return "revoke";
+    case CHAIN_TX_SET_GUARDIAN: return "set_guardian";
+    case CHAIN_TX_ACCESS_RECORD: return "access_record";
+    default: return NULL;
+    }
+}
+
+/* One event line for tx i of block b:
+ *   {"height", "tx", "type", "patient", "grantee"?, "grant_id"?, ...}
+ * types grant, revoke, set_guardian (with "guardian", "remove") and
+ * access_record (with "gateway", "scope", "purpose"); NULL for other txs. */
+static json_t *event_j(node *n, const chain_block *b, uint32_t i) {
+    chain_tx tx;
+    if (chain_tx_decode(&tx, b->txs[i], b->tx_lens[i]) != 0 || !event_type(tx.type)) return NULL;
+    chain_hash txid, gid;
+    chain_pubkey patient = tx.signer, grantee;
+    chain_tx_hash(&txid, b->txs[i], b->tx_lens[i]);
+    if (tx.type == CHAIN_TX_GRANT) {
+        patient = tx.body.grant.patient, grantee = tx.body.grant.grantee, gid = txid;
+    } else if (tx.type != CHAIN_TX_SET_GUARDIAN) {
+        gid = tx.type == CHAIN_TX_REVOKE ? tx.body.revoke.grant_id : tx.body.access_record.grant_id;
+        if (grant_pair(n, &patient, &grantee, &gid)) return NULL;
+    }
+    json_t *o = json_pack("{s:o,s:o,s:s,s:o}", "height", u64j(b->hdr.height), "tx", hexj(txid.b, CHAIN_HASH_LEN),
+                          "type", event_type(tx.type), "patient", hexj(patient.b, CHAIN_KEY_LEN));
+    if (tx.type == CHAIN_TX_SET_GUARDIAN) {
+        json_object_set_new(o, "guardian", hexj(tx.body.set_guardian.guardian.b, CHAIN_KEY_LEN));
+        json_object_set_new(o, "remove", json_boolean(tx.body.set_guardian.remove));
+        return o;
+    }
+    json_object_set_new(o, "grantee", hexj(grantee.b, CHAIN_KEY_LEN));
+    json_object_set_new(o, "grant_id", hexj(gid.b, CHAIN_HASH_LEN));
+    if (tx.type == CHAIN_TX_ACCESS_RECORD) {
+        json_object_set_new(o, "gateway", hexj(tx.signer.b, CHAIN_KEY_LEN));
+        json_object_set_new(o, "scope", json_string(tx.body.access_record.scope.s));
+        json_object_set_new(o, "purpose", json_string(tx.body.access_record.purpose.s));
+    }
+    return o;
+}
+
+/* The event lines of block b, each ending in '\n', in one malloc'd buffer
+ * (*out NULL when there are none). */
+static int block_events(node *n, char **out, size_t *len, const chain_block *b) {
+    char *buf = NULL;
+    size_t used = 0, cap = 0;
+    *out = NULL;
+    *len = 0;
+    for (uint32_t i = 0; i < b->n_txs; i++) {
+        json_t *o = event_j(n, b, i);
+        char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!line) continue;
+        size_t ll = strlen(line);
+        if (used + ll + 1 > cap) {
+            size_t ncap = cap ? cap * 2 : 1024;
+            while (ncap < used + ll + 1) ncap *= 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(line);
+                free(buf);
+                return NODE_ENOMEM;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        memcpy(buf + used, line, ll);
+        buf[used + ll] = '\n';
+        used += ll + 1;
+        free(line);
+    }
+    *out = buf;
+    *len = used;
+    return 0;
+}
+
+int node__api_stream_fill(void *arg, char **out, size_t *len, uint64_t height) {
+    node *n = arg;
+    *out = NULL;
+    *len = 0;
+    if (height > node_height(n)) return 1;
+    if (height == 0) return 0;   /* genesis: no transactions */
+    chain_block b;
+    chain_block_init(&b);
+    int rc = chain_store_get_block(node_store(n), height, &b);
+    if (rc == 0) rc = block_events(n, out, len, &b);
+    chain_block_free(&b);
+    return rc ? NODE_ECHAIN : 0;
+}
+
+void node__api_events(node *n, const chain_block *b) {
+    node__http *http = node__get_http(n);
+    if (!http || node__http_streams(http) == 0) return;
+    char *text = NULL;
+    size_t len = 0;
+    if (block_events(n, &text, &len, b) != 0) {
+        /* Streams at this height cannot skip it silently: they are cut. */
+        node_log(node_get_logger(n), NODE_LOG_ERROR, "events of block %" PRIu64 ": out of memory", b->hdr.height);
+        node__http_stream_block(http, b->hdr.height, NULL, 0);
+        return;
+    }
+    node__http_stream_block(http, b->hdr.height, text ? text : "", len);
+    free(text);
+}
+
+/* GET /v1/events[?from=H]: live from the next block, or replaying from H
+ * (at most NODE_EVENT_REPLAY_MAX blocks back). */
+static void route_events(node *n, node__http_resp *resp, const node__http_req *req) {
+    static const char *const allowed[] = {"from", NULL};
+    query q;
+    char err[128];
+    uint64_t tip = node_height(n), from = tip + 1;
+    if (parse_query(&q, err, sizeof(err), req->query, allowed)) {
+        node__http_error(resp, 400, err);
+        return;
+    }
+    const char *f = qget(&q, "from");
+    if (f && parse_u64(&from, f)) {
+        node__http_error(resp, 400, "from must be a block height");
+        return;
+    }
+    if (from < tip + 1 && tip + 1 - from > NODE_EVENT_REPLAY_MAX) {
+        snprintf(err, sizeof(err), "from is more than %d blocks back (tip %" PRIu64 ")", NODE_EVENT_REPLAY_MAX, tip);
+        node__http_error(resp, 400, err);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "application/x-ndjson";
+    resp->stream = 1;
+    resp->stream_from = from;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 size_t node__api_body_max(void *arg, int method, const char *path) {
     if (method == HTTP_POST && strcmp(path, "/v1/txs/batch") == 0) return NODE_BATCH_BYTES_MAX;
@@ -574,13 +888,9 @@ static int get_routes(node *n, node__http_resp *resp, const node__http_req *req)
     } else if (strcmp(p, "/metrics") == 0) {
         if (want(resp, req, HTTP_GET)) route_metrics(n, resp);
     } else if (strcmp(p, "/v1/events") == 0) {
-        if (want(resp, req, HTTP_GET)) {
-            resp->status = 200;
-            resp->content_type = "application/x-ndjson";
-            resp->stream = 1;
-        }
+        if (want(resp, req, HTTP_GET)) route_events(n, resp, req);
     } else if (strcmp(p, "/v1/grants/check") == 0) {
-        if (want(resp, req, HTTP_GET)) route_check(n, resp, req->query);
+        if (want(resp, req, HTTP_GET)) route_check(n, resp, req);
     } else if (path_arg(arg, sizeof(arg), p, "/v1/txs/", "") == 0) {
         if (want(resp, req, HTTP_GET)) route_tx_status(n, resp, arg);
     } else if (path_arg(arg, sizeof(arg), p, "/v1/accounts/", "") == 0) {
@@ -588,7 +898,9 @@ static int get_routes(node *n, node__http_resp *resp, const node__http_req *req)
     } else if (path_arg(arg, sizeof(arg), p, "/v1/grants/", "") == 0) {
         if (want(resp, req, HTTP_GET)) route_grant(n, resp, arg);
     } else if (path_arg(arg, sizeof(arg), p, "/v1/patients/", "/grants") == 0) {
-        if (want(resp, req, HTTP_GET)) route_patient_grants(n, resp, arg);
+        if (want(resp, req, HTTP_GET)) route_patient_grants(n, resp, req, arg);
+    } else if (path_arg(arg, sizeof(arg), p, "/v1/patients/", "/access") == 0) {
+        if (want(resp, req, HTTP_GET)) route_patient_access(n, resp, req, arg);
     } else if (path_arg(arg, sizeof(arg), p, "/v1/blocks/", "") == 0) {
         if (want(resp, req, HTTP_GET)) route_block(n, resp, req, arg);
     } else {
@@ -609,32 +921,3 @@ void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *re
     }
 }
 
-/* ------------------------------------------------------------------ events */
-static json_t *event_j(node *n, const chain_block *b, uint32_t i) {
-    chain_tx tx;
-    if (chain_tx_decode(&tx, b->txs[i], b->tx_lens[i]) != 0) return NULL;
-    chain_hash id;
-    if (tx.type == CHAIN_TX_GRANT) chain_tx_hash(&id, b->txs[i], b->tx_lens[i]);
-    else if (tx.type == CHAIN_TX_REVOKE) id = tx.body.revoke.grant_id;
-    else return NULL;
-    chain_grant_record r;
-    if (chain_store_get_grant(node_store(n), &id, &r) != 0) return NULL;
-    json_t *o = grant_j(&r);
-    json_object_set_new(o, "event", json_string(tx.type == CHAIN_TX_GRANT ? "grant" : "revoke"));
-    json_object_set_new(o, "height", u64j(b->hdr.height));
-    return o;
-}
-
-void node__api_events(node *n, const chain_block *b) {
-    node__http *http = node__get_http(n);
-    if (!http || node__http_streams(http) == 0) return;
-    for (uint32_t i = 0; i < b->n_txs; i++) {
-        json_t *o = event_j(n, b, i);
-        if (!o) continue;
-        char *line = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        if (!line) continue;
-        node__http_stream_push(http, line, strlen(line));
-        free(line);
-    }
-}

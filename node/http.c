@@ -12,10 +12,17 @@
  * a bounded time, so the client sees the answer rather than a reset.
  *
  * A response may turn its connection into an event stream (chunked
- * transfer encoding); node__http_stream_push sends each event to all of them.
+ * transfer encoding). A stream keeps a cursor, the next block height it
+ * needs: it replays committed blocks through the handler's stream_fill while
+ * behind the tip (pausing while NODE_EVENT_REPLAY_BYTES are unsent, and
+ * after NODE_EVENT_REPLAY_BLOCKS blocks per step so one client cannot hold
+ * the loop), then takes each new block from node__http_stream_block. The
+ * connection's timer paces replay steps and sends a heartbeat comment line
+ * every NODE_EVENT_HEARTBEAT_MS.
  */
 #include <assert.h>
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +60,11 @@ typedef struct conn {
     int in_value;
     char content_type[HVAL_MAX];
     char accept[HVAL_MAX];
+    char auth_key[HVAL_MAX];
+    char auth_time[HVAL_MAX];
+    char auth_sig[HVAL_MAX];
+    uint64_t cursor;                 /* a stream's next block height */
+    int live;                        /* the stream has caught up with the tip */
     int expect_continue;
     size_t body_max;
     uint8_t *body;
@@ -111,6 +123,9 @@ void node__http_error(node__http_resp *resp, int status, const char *reason) {
 }
 
 static void conn_resume(conn *c);
+static void stream_pump(conn *c);
+
+static size_t queued(conn *c) { return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp); }
 
 /* ------------------------------------------------------------------ closing */
 static void maybe_done(node__http *s) {
@@ -160,6 +175,9 @@ static void on_write(uv_write_t *req, int status) {
         conn_close(c);
         return;
     }
+    /* A replaying stream continues once its queue has drained. */
+    if (c->streaming && !c->closing && queued(c) < NODE_EVENT_REPLAY_BYTES / 2 && !uv_is_active((uv_handle_t *)&c->timer))
+        stream_pump(c);
     /* Reading was paused for back-pressure: resume once half has drained. */
     if (!c->reading && !c->closing && !c->shut &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < NODE_HTTP_WRITE_QUEUE_MAX / 2) {
@@ -257,6 +275,7 @@ static int on_message_begin(http_parser *p) {
     c->head_bytes = c->url_len = c->hfield_len = c->hval_len = 0;
     c->in_value = c->expect_continue = 0;
     c->content_type[0] = c->accept[0] = 0;
+    c->auth_key[0] = c->auth_time[0] = c->auth_sig[0] = 0;
     c->body_len = 0;
     return 0;
 }
@@ -285,12 +304,25 @@ static void lower_value(char *dst, const char *src, size_t len, int cut_params) 
     dst[j] = 0;
 }
 
+/* Authentication values are kept as sent (case matters to nobody but the
+ * verifier, which wants lower-case hex); only surrounding blanks go. */
+static void trim_value(char *dst, const char *src, size_t len) {
+    while (len > 0 && (src[0] == ' ' || src[0] == '\t')) src++, len--;
+    while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\t')) len--;
+    if (len > HVAL_MAX - 1) len = HVAL_MAX - 1;
+    memcpy(dst, src, len);
+    dst[len] = 0;
+}
+
 /* A header is complete: keep the few the server cares about. */
 static void header_done(conn *c) {
     if (!c->in_value) return;
     c->hfield[c->hfield_len < sizeof(c->hfield) ? c->hfield_len : sizeof(c->hfield) - 1] = 0;
     if (strcasecmp(c->hfield, "content-type") == 0) lower_value(c->content_type, c->hval, c->hval_len, 1);
     else if (strcasecmp(c->hfield, "accept") == 0) lower_value(c->accept, c->hval, c->hval_len, 0);
+    else if (strcasecmp(c->hfield, "x-consent-key") == 0) trim_value(c->auth_key, c->hval, c->hval_len);
+    else if (strcasecmp(c->hfield, "x-consent-time") == 0) trim_value(c->auth_time, c->hval, c->hval_len);
+    else if (strcasecmp(c->hfield, "x-consent-signature") == 0) trim_value(c->auth_sig, c->hval, c->hval_len);
     else if (strcasecmp(c->hfield, "expect") == 0) {
         char v[HVAL_MAX];
         lower_value(v, c->hval, c->hval_len, 0);
@@ -364,6 +396,76 @@ static int on_body(http_parser *p, const char *at, size_t len) {
     return 0;
 }
 
+static void stream_heartbeat(conn *c);
+
+static void on_stream_timer(uv_timer_t *t) {
+    conn *c = t->data;
+    if (c->live) stream_heartbeat(c);
+    stream_pump(c);
+}
+
+/* Queues one chunk holding text (len > 0 bytes); takes ownership of text. */
+static void stream_write(conn *c, char *text, size_t len) {
+    char *head = malloc(24);
+    if (!head) {
+        free(text);
+        conn_close(c);
+        return;
+    }
+    int n = snprintf(head, 24, "%zx\r\n", len);
+    assert(n > 0 && n < 24);
+    /* The chunk's closing CRLF rides in front of the next one's size line,
+     * so text and framing stay two buffers without a copy. */
+    char *tail = realloc(text, len + 2);
+    if (!tail) {
+        free(text);
+        free(head);
+        conn_close(c);
+        return;
+    }
+    memcpy(tail + len, "\r\n", 2);
+    conn_write(c, head, (size_t)n, tail, len + 2);
+}
+
+/* Replays blocks from the cursor while the stream is behind the tip and the
+ * client keeps up; then arms the timer for the next step or the heartbeat. */
+static void stream_pump(conn *c) {
+    if (c->closing || !c->streaming) return;
+    node__http *s = c->srv;
+    int rc = 0;
+    for (int i = 0; i < NODE_EVENT_REPLAY_BLOCKS && queued(c) < NODE_EVENT_REPLAY_BYTES; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        rc = s->h.stream_fill(s->h.arg, &text, &len, c->cursor);
+        if (rc != 0) break;
+        c->cursor++;
+        if (len) stream_write(c, text, len);
+        else free(text);
+        if (c->closing) return;
+    }
+    if (rc < 0) {
+        node_log(s->lg, NODE_LOG_WARN, "event stream: cannot read block %" PRIu64 ": closed", c->cursor);
+        conn_close(c);
+        return;
+    }
+    c->live = rc == 1;
+    if (rc == 1) {
+        /* Caught up: idle until the next block or heartbeat. */
+        uv_timer_start(&c->timer, on_stream_timer, NODE_EVENT_HEARTBEAT_MS, 0);
+        return;
+    }
+    /* Still behind: on_write resumes once the queue drains, else the timer
+     * runs the next step on a later loop iteration. */
+    if (queued(c) < NODE_EVENT_REPLAY_BYTES) uv_timer_start(&c->timer, on_stream_timer, 0, 0);
+}
+
+/* The stream's timer fired while caught up: a comment line keeps proxies
+ * and clients from taking silence for a dead node. */
+static void stream_heartbeat(conn *c) {
+    char *hb = strdup(": heartbeat\n");
+    if (hb) stream_write(c, hb, strlen(hb));
+}
+
 static void start_stream(conn *c, node__http_resp *r) {
     node__metrics_http(c->srv->metrics, r->status);
     free(r->body);
@@ -378,16 +480,20 @@ static void start_stream(conn *c, node__http_resp *r) {
     if (conn_write(c, head, (size_t)n, NULL, 0) == 0) {
         c->streaming = 1;
         c->srv->nstreams++;
+        c->cursor = r->stream_from;
         uv_timer_stop(&c->timer);
+        stream_pump(c);
     }
 }
 
 static int on_message_complete(http_parser *p) {
     conn *c = of(p);
+    char target[NODE_HTTP_URL_BYTES_MAX + 1];
+    memcpy(target, c->url, c->url_len + 1);
     char *q = strchr(c->url, '?');
     if (q) *q = 0;
     node__http_req req = {(int)p->method, c->url, q ? q + 1 : "", c->content_type, c->accept,
-                          c->body, c->body_len};
+                          c->body, c->body_len, target, c->auth_key, c->auth_time, c->auth_sig};
     node__http_resp resp = {0};
     c->srv->h.handle(c->srv->h.arg, &resp, &req);
     if (!resp.body && !resp.stream) node__http_error(&resp, 500, "out of memory");
@@ -565,19 +671,27 @@ void node__http_destroy(node__http *s) {
     free(s);
 }
 
-void node__http_stream_push(node__http *s, const char *line, size_t len) {
+void node__http_stream_block(node__http *s, uint64_t height, const char *lines, size_t len) {
     for (conn *c = s->conns; c; c = c->next) {
-        if (!c->streaming || c->closing) continue;
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > STREAM_QUEUE_MAX) {
+        /* A stream still replaying reaches this block through the store. */
+        if (!c->streaming || c->closing || c->cursor != height) continue;
+        if (lines == NULL) {   /* the block's events are lost to us: never skip them */
+            conn_close(c);
+            continue;
+        }
+        if (queued(c) > NODE_EVENT_STREAM_BYTES_MAX) {
             node_log(s->lg, NODE_LOG_WARN, "event stream too slow: closed");
             conn_close(c);
             continue;
         }
-        char *chunk = malloc(len + 32);
-        if (!chunk) continue;
-        int n = snprintf(chunk, 32, "%zx\r\n", len + 1);
-        memcpy(chunk + n, line, len);
-        memcpy(chunk + n + len, "\n\r\n", 3);
-        conn_write(c, chunk, (size_t)n + len + 3, NULL, 0);
+        c->cursor = height + 1;
+        if (len == 0) continue;
+        char *text = malloc(len);
+        if (!text) {
+            conn_close(c);
+            continue;
+        }
+        memcpy(text, lines, len);
+        stream_write(c, text, len);
     }
 }

@@ -64,6 +64,7 @@ struct node {
     node__rejects *rj;
     node__metrics metrics;
     node__http *http;
+    node__audit *audit;
     node__producer *prod;
     node_p2p *p2p;
     uv_timer_t cons_timer;
@@ -113,6 +114,7 @@ node__mempool *node__get_mempool(const node *n) { return n->mp; }
 node__rejects *node__get_rejects(const node *n) { return n->rj; }
 node__metrics *node__get_metrics(node *n) { return &n->metrics; }
 node__http *node__get_http(const node *n) { return n->http; }
+node__audit *node__get_audit(const node *n) { return n->audit; }
 
 void node_set_p2p(node *n, const node_p2p_hooks *hooks) { n->hooks = *hooks; }
 
@@ -704,11 +706,13 @@ static int create_parts(node *n, char *err, size_t errlen) {
     if (rc) return fail(err, errlen, NODE_ECONFIG, "genesis %s: %s", n->cfg.genesis, chain_strerror(rc));
     if (n->cfg.key_file[0] && (rc = load_key(n, err, errlen))) return rc;
     if ((rc = open_store(n, err, errlen))) return rc;
+    if (node__audit_open(&n->audit, n->cfg.data_dir))
+        return fail(err, errlen, NODE_EIO, "audit log in %s: %s", n->cfg.data_dir, strerror(errno));
     n->mp = node__mempool_create(n->cfg.mempool_max);
     n->rj = node__rejects_create(NODE_REJECTS_MAX);
     if (!n->mp || !n->rj) return fail(err, errlen, NODE_ENOMEM, "%s%s", "out of memory", "");
     if (n->key && (rc = create_replica(n, err, errlen))) return rc;
-    node__http_handler h = {n, node__api_handle, node__api_body_max};
+    node__http_handler h = {n, node__api_handle, node__api_body_max, node__api_stream_fill};
     rc = node__http_create(&n->http, n->loop, &n->lg, &n->metrics, &h, n->cfg.api_listen);
     if (rc) return fail(err, errlen, rc, "api_listen %s: %s", n->cfg.api_listen, rc == NODE_EIO ? "cannot listen" : "bad address");
     rc = node__producer_create(&n->prod, n, n->loop, n->cfg.block_interval_ms, n->cfg.block_txs_max);
@@ -746,6 +750,8 @@ static void free_parts(node *n) {
     n->rep = NULL;
     if (n->store) chain_store_close(n->store);
     n->store = NULL;
+    node__audit_close(n->audit);
+    n->audit = NULL;
     node__mempool_destroy(n->mp);
     node__rejects_destroy(n->rj);
     chain_key_destroy(n->key);
@@ -830,6 +836,8 @@ static void part_closed(node *n) {
     /* Every handle is closed: nothing can call into the store any more. */
     if (n->store) chain_store_close(n->store);
     n->store = NULL;
+    node__audit_close(n->audit);   /* fsyncs the last batch */
+    n->audit = NULL;
     node_log(&n->lg, NODE_LOG_INFO, "node stopped");
     if (n->done) n->done(n, n->done_arg);
 }

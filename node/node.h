@@ -51,7 +51,7 @@ extern "C" {
 #define NODE_REJECTS_MAX 65536            /* recent rejections remembered */
 #define NODE_PATIENT_GRANTS_MAX 4096      /* grants listed per request */
 #define NODE_PENDING_COMMITS_MAX 256      /* commits waiting for an earlier one */
-#define NODE_EVENT_SUBSCRIBERS_MAX 64     /* GET /v1/events streams */
+#define NODE_EVENT_SUBSCRIBERS_MAX 256    /* GET /v1/events streams */
 
 /* ------------------------------------------------------------------ errors */
 enum {

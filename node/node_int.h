@@ -87,6 +87,12 @@ typedef struct {
     const char *accept;              /* lower case; "" if none */
     const uint8_t *body;
     size_t body_len;
+    const char *target;              /* path and query as sent (what callers sign) */
+    /* Request authentication (chain_api_verify): the raw X-Consent-Key,
+     * X-Consent-Time and X-Consent-Signature values, trimmed; "" if absent. */
+    const char *auth_key;
+    const char *auth_time;
+    const char *auth_sig;
 } node__http_req;
 
 typedef struct {
@@ -95,6 +101,7 @@ typedef struct {
     char *body;                      /* malloc'd; the server frees it */
     size_t body_len;
     int stream;                      /* keep the connection as an event stream */
+    uint64_t stream_from;            /* a stream's first block height */
 } node__http_resp;
 
 typedef struct {
@@ -103,6 +110,11 @@ typedef struct {
     void (*handle)(void *arg, node__http_resp *resp, const node__http_req *req);
     /* Largest body accepted for this request line (before it is read). */
     size_t (*body_max)(void *arg, int method, const char *path);
+    /* Event streams: the lines (each ending in '\n') for committed block
+     * `height` into a malloc'd *out (*out NULL when *len is 0). Returns 0,
+     * 1 when height is past the tip (the stream has caught up), or a
+     * negative error (the stream is closed). */
+    int (*stream_fill)(void *arg, char **out, size_t *len, uint64_t height);
 } node__http_handler;
 
 typedef struct node__http node__http;
@@ -114,8 +126,20 @@ int node__http_port(const node__http *s);
  * after which node__http_destroy frees the server. */
 void node__http_close(node__http *s, void (*done)(void *arg), void *arg);
 void node__http_destroy(node__http *s);
-/* Sends one event (a line of JSON) to every stream; slow streams are cut. */
-void node__http_stream_push(node__http *s, const char *line, size_t len);
+/* Event streams. Each stream has a cursor, the next block height it needs.
+ * A stream that starts behind the tip replays from the store through
+ * stream_fill, a bounded number of bytes in flight at a time; once caught up
+ * it gets each committed block's lines from node__http_stream_block, called
+ * on the commit path. A live stream whose unsent bytes pass
+ * NODE_EVENT_STREAM_BYTES_MAX is cut (a slow subscriber must not hold the
+ * node's memory); every stream gets a ": heartbeat" comment line every
+ * NODE_EVENT_HEARTBEAT_MS. */
+#define NODE_EVENT_STREAM_BYTES_MAX (1u << 20)
+#define NODE_EVENT_REPLAY_BYTES (256u << 10)   /* replay pauses above this */
+#define NODE_EVENT_REPLAY_BLOCKS 256           /* blocks read per replay step */
+#define NODE_EVENT_HEARTBEAT_MS 15000
+#define NODE_EVENT_REPLAY_MAX 10000            /* ?from= at most this far back */
+void node__http_stream_block(node__http *s, uint64_t height, const char *lines, size_t len);
 uint32_t node__http_streams(const node__http *s);
 uint32_t node__http_conns(const node__http *s);
 
@@ -125,8 +149,34 @@ void node__http_error(node__http_resp *resp, int status, const char *reason);
 /* ------------------------------------------------------------------ api */
 void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *req);
 size_t node__api_body_max(void *arg, int method, const char *path);
-/* Pushes the grants and revocations of a committed block to event streams. */
+/* Pushes the grants, revocations, guardian changes and access records of a
+ * committed block to event streams. */
 void node__api_events(node *n, const chain_block *b);
+/* node__http_handler.stream_fill for the node (arg is the node). */
+int node__api_stream_fill(void *arg, char **out, size_t *len, uint64_t height);
+
+/* ------------------------------------------------------------------ audit */
+/* The local audit log: who asked about whom. One JSON line per check or
+ * listing in DATA_DIR/audit.log (mode 0600, appended with write(2) as it
+ * happens, fsync'd in batches: every NODE_AUDIT_SYNC_LINES lines or
+ * NODE_AUDIT_SYNC_MS, and at close). A line:
+ *   {"time", "caller", "route", "patient", "grantee"?, "decision"}
+ * caller is the authenticated key or null; decision is "permit", "deny",
+ * "listed", "denied-403" or "denied-401". Exported by
+ * `consentctl audit-export`. */
+#define NODE_AUDIT_FILE "audit.log"
+#define NODE_AUDIT_SYNC_LINES 64
+#define NODE_AUDIT_SYNC_MS 1000
+typedef struct node__audit node__audit;
+int node__audit_open(node__audit **out, const char *data_dir);
+/* Flushes (fsync) and closes; NULL is fine. */
+void node__audit_close(node__audit *a);
+/* Appends one line. caller and grantee may be NULL. A write failure is
+ * counted (node__audit_failures) and logged by the caller, never fatal to
+ * the request. */
+int node__audit_log(node__audit *a, uint64_t now_ms, const chain_pubkey *caller, const char *route,
+                    const chain_pubkey *patient, const chain_pubkey *grantee, const char *decision);
+uint64_t node__audit_failures(const node__audit *a);
 
 /* ------------------------------------------------------------------ node */
 /* Admission of one encoded transaction (client or gossip). On success
@@ -149,6 +199,7 @@ node__mempool *node__get_mempool(const node *n);
 node__rejects *node__get_rejects(const node *n);
 node__metrics *node__get_metrics(node *n);
 node__http *node__get_http(const node *n);
+node__audit *node__get_audit(const node *n);
 size_t node__peers(const node *n, uint32_t *out, size_t max);
 uint64_t node__now_s(void);
 uint64_t node__now_ms(void);

@@ -39,6 +39,7 @@
 typedef struct {
     char dir[256];
     chain_key *val, *gw, *patient;
+    const chain_key *signer;          /* signs API requests (NULL: unsigned) */
     chain_pubkey gw_pk, patient_pk;
     uv_loop_t loop;
     uv_async_t stop;
@@ -134,6 +135,7 @@ static void stop_node(void) {
 static void setup_with(uint32_t interval_ms) {
     memset(&F, 0, sizeof(F));
     make_network(interval_ms);
+    F.signer = F.val;   /* an operator: may ask every route */
     start_node();
 }
 
@@ -213,12 +215,29 @@ static void read_response(int fd, response *r) {
     ck_assert_uint_eq(r->body_len, len);
 }
 
+/* X-Consent-* headers signing the request with F.signer ("" if none). */
+static void auth_headers(char *out, size_t cap, const char *method, const char *target) {
+    out[0] = 0;
+    if (!F.signer) return;
+    chain_pubkey pk;
+    chain_sig sig;
+    char k[65], s[129];
+    uint64_t t = (uint64_t)time(NULL);
+    chain_key_pubkey(F.signer, &pk);
+    ck_assert_int_eq(chain_api_sign(F.signer, &sig, method, target, t), 0);
+    chain_hex(k, pk.b, 32);
+    chain_hex(s, sig.b, 64);
+    snprintf(out, cap, "X-Consent-Key: %s\r\nX-Consent-Time: %llu\r\nX-Consent-Signature: %s\r\n", k,
+             (unsigned long long)t, s);
+}
+
 static void request(response *r, const char *method, const char *target, const char *ctype,
                     const void *body, size_t len) {
     int fd = dial();
-    char head[1024];
-    int n = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: t\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-                     method, target, ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "", len);
+    char head[1536], auth[512];
+    auth_headers(auth, sizeof(auth), method, target);
+    int n = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: t\r\n%s%s%s%sContent-Length: %zu\r\n\r\n",
+                     method, target, auth, ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "", len);
     send_all(fd, head, (size_t)n);
     send_all(fd, body, len);
     read_response(fd, r);
@@ -797,7 +816,7 @@ START_TEST(event_stream_reports_grants) {
         ck_assert_int_gt(n, 0);
         got += (size_t)n;
     }
-    ck_assert_ptr_nonnull(strstr(buf, "\"event\":\"grant\""));
+    ck_assert_ptr_nonnull(strstr(buf, "\"type\":\"grant\""));
     ck_assert_ptr_nonnull(strstr(buf, h));
     close(fd);
 }
