@@ -68,6 +68,32 @@ START_TEST(event_optional_fields)
 }
 END_TEST
 
+START_TEST(event_guardian_and_access_fields)
+{
+    static const char g[] = "{\"height\": 4, \"tx\": \"" H3 "\", \"type\": \"set_guardian\", "
+                            "\"patient\": \"" K1 "\", \"guardian\": \"" K2 "\", \"remove\": true}";
+    static const char a[] = "{\"height\": 5, \"tx\": \"" H3 "\", \"type\": \"access_record\", "
+                            "\"patient\": \"" K1 "\", \"grantee\": \"" K2 "\", \"grant_id\": \"" H4 "\", "
+                            "\"gateway\": \"" K2 "\", \"scope\": \"Observation\", \"purpose\": \"TREAT\"}";
+    wallet_event e;
+    char err[WALLET_ERR_LEN], out[WALLET_EVENT_LINE_MAX], small[40];
+    ck_assert_int_eq(wallet_event_parse(&e, err, g, strlen(g)), 0);
+    ck_assert_int_eq(e.has_guardian, 1);
+    ck_assert_int_eq(e.remove, 1);
+    wallet_event_format(out, sizeof out, &e);
+    ck_assert_str_eq(out, "height 4 set_guardian patient " K1 " guardian " K2 " removed tx " H3);
+    ck_assert_int_eq(wallet_event_parse(&e, err, a, strlen(a)), 0);
+    ck_assert_int_eq(e.has_gateway, 1);
+    ck_assert_str_eq(e.scope.s, "Observation");
+    wallet_event_format(out, sizeof out, &e);
+    ck_assert_str_eq(out, "height 5 access_record patient " K1 " grantee " K2 " grant " H4 " gateway " K2
+                          " scope Observation purpose TREAT tx " H3);
+    /* A short buffer is cut, never overrun. */
+    wallet_event_format(small, sizeof small, &e);
+    ck_assert_uint_eq(strlen(small), sizeof small - 1);
+}
+END_TEST
+
 START_TEST(event_refusals)
 {
     static const char *const bad[][2] = {
@@ -88,6 +114,16 @@ START_TEST(event_refusals)
          "\"grant_id\": \"ZZ" H3 "\"}", "grant_id is not a hash"},
         {"{\"height\": 1, \"height\": 2, \"tx\": \"" H3 "\", \"type\": \"grant\", \"patient\": \"" K1 "\"}",
          "not a JSON object"},
+        {"{\"height\": 1, \"tx\": \"" H3 "\", \"type\": \"set_guardian\", \"patient\": \"" K1 "\", "
+         "\"guardian\": \"x\"}", "guardian is not a key"},
+        {"{\"height\": 1, \"tx\": \"" H3 "\", \"type\": \"set_guardian\", \"patient\": \"" K1 "\", "
+         "\"remove\": 1}", "remove is not true or false"},
+        {"{\"height\": 1, \"tx\": \"" H3 "\", \"type\": \"access_record\", \"patient\": \"" K1 "\", "
+         "\"gateway\": []}", "gateway is not a key"},
+        {"{\"height\": 1, \"tx\": \"" H3 "\", \"type\": \"access_record\", \"patient\": \"" K1 "\", "
+         "\"scope\": \"a b\"}", "scope or purpose is not a code"},
+        {"{\"height\": 1, \"tx\": \"" H3 "\", \"type\": \"access_record\", \"patient\": \"" K1 "\", "
+         "\"purpose\": 3}", "scope or purpose is not a code"},
     };
     size_t i;
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -434,6 +470,7 @@ static Suite *events_suite(void)
     TCase *stream = tcase_create("stream");
     tcase_add_test(lines, event_parses_all_fields);
     tcase_add_test(lines, event_optional_fields);
+    tcase_add_test(lines, event_guardian_and_access_fields);
     tcase_add_test(lines, event_refusals);
     tcase_add_test(stream, stream_lines_across_chunks);
     tcase_add_test(stream, stream_until_close);

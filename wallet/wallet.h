@@ -274,8 +274,10 @@ int wallet_check_verify(chain_check_result *out, char *err, const chain_genesis 
 
 /* ------------------------------------------------------------------ events */
 /* GET /v1/events?from=H answers one JSON object per line, as blocks commit:
- * {"height", "tx", "type", "patient", "grantee"?, "grant_id"?}. The stream
- * reader hands each line to a callback; lines are bounded. */
+ * {"height", "tx", "type", "patient", "grantee"?, "grant_id"?}, set_guardian
+ * events also "guardian" and "remove", access_record events also "gateway",
+ * "scope" and "purpose". The stream reader hands each line to a callback;
+ * lines are bounded. */
 #define WALLET_EVENT_LINE_MAX 4096
 #define WALLET_EVENT_TYPE_MAX 31
 
@@ -288,6 +290,13 @@ typedef struct {
     chain_pubkey grantee;
     int has_grant_id;
     chain_hash grant_id;
+    int has_guardian;                       /* set_guardian */
+    chain_pubkey guardian;
+    int remove;
+    int has_gateway;                        /* access_record */
+    chain_pubkey gateway;
+    chain_code scope;                       /* "" when absent */
+    chain_code purpose;
 } wallet_event;
 
 /* Parses one line (without its newline): 0 and *out set, 1 for a comment
@@ -295,7 +304,8 @@ typedef struct {
  * WALLET_EJSON with the reason in err. */
 int wallet_event_parse(wallet_event *out, char *err, const char *line, size_t len) CHAIN_WUR;
 /* One readable line (no newline): "height H TYPE patient P [grantee G]
- * [grant ID] tx T". cap >= WALLET_EVENT_LINE_MAX is always enough. */
+ * [grant ID] [guardian K [removed]] [gateway K scope S purpose U] tx T".
+ * cap >= WALLET_EVENT_LINE_MAX is always enough. */
 void wallet_event_format(char *out, size_t cap, const wallet_event *e);
 
 /* Called for each non-empty line; a non-zero return ends the stream with it. */

@@ -534,6 +534,8 @@ static int cmd_list(ctx *c)
         print_grant(g);
     if (json_array_size(arr) == 0)
         printf("(no grants)\n");
+    if (json_is_true(json_object_get(j, "truncated")))
+        printf("(the node listed only the first %zu)\n", json_array_size(arr));
     json_decref(j);
     return 0;
 }
@@ -606,6 +608,8 @@ static int cmd_audit(ctx *c)
         print_access(a);
     if (json_array_size(arr) == 0)
         printf("(no releases recorded)\n");
+    if (json_is_true(json_object_get(j, "truncated")))
+        printf("(the node listed only the first %zu)\n", json_array_size(arr));
     json_decref(j);
     return 0;
 }

@@ -55,6 +55,41 @@ static int opt_hex(int *has, uint8_t *out, size_t len, const json_t *o, const ch
     return hex_field(out, len, o, key);
 }
 
+/* An optional code field: absent is fine, else a string of at most
+ * CHAIN_CODE_LEN_MAX printable characters (shown, never interpreted). */
+static int opt_code(chain_code *out, const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    const char *s = json_string_value(v);
+    size_t i, n = s ? strlen(s) : 0;
+    out->s[0] = 0;
+    if (!v)
+        return 0;
+    if (!s || n == 0 || n > CHAIN_CODE_LEN_MAX)
+        return -1;
+    for (i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return -1;
+    memcpy(out->s, s, n + 1);
+    return 0;
+}
+
+/* The fields only some types carry. */
+static const char *event_extras(wallet_event *e, const json_t *j)
+{
+    const json_t *rm = json_object_get(j, "remove");
+    if (opt_hex(&e->has_guardian, e->guardian.b, sizeof e->guardian.b, j, "guardian"))
+        return "guardian is not a key";
+    if (rm && !json_is_boolean(rm))
+        return "remove is not true or false";
+    e->remove = json_is_true(rm);
+    if (opt_hex(&e->has_gateway, e->gateway.b, sizeof e->gateway.b, j, "gateway"))
+        return "gateway is not a key";
+    if (opt_code(&e->scope, j, "scope") || opt_code(&e->purpose, j, "purpose"))
+        return "scope or purpose is not a code";
+    return NULL;
+}
+
 static int event_type(char *out, const char *s)
 {
     size_t i, n = s ? strlen(s) : 0;
@@ -100,6 +135,8 @@ int wallet_event_parse(wallet_event *out, char *err, const char *line, size_t le
         why = "grantee is not a key";
     else if (opt_hex(&e.has_grant_id, e.grant_id.b, sizeof e.grant_id.b, j, "grant_id"))
         why = "grant_id is not a hash";
+    else
+        why = event_extras(&e, j);
     if (!why)
         e.height = (uint64_t)json_integer_value(h);
     json_decref(j);
@@ -113,19 +150,36 @@ int wallet_event_parse(wallet_event *out, char *err, const char *line, size_t le
 
 void wallet_event_format(char *out, size_t cap, const wallet_event *e)
 {
-    char pat[2 * CHAIN_KEY_LEN + 1], gra[2 * CHAIN_KEY_LEN + 1], gid[2 * CHAIN_HASH_LEN + 1],
-        tx[2 * CHAIN_HASH_LEN + 1];
-    int n;
+    char pat[2 * CHAIN_KEY_LEN + 1], k[2 * CHAIN_KEY_LEN + 1], h[2 * CHAIN_HASH_LEN + 1];
+    size_t n;
     assert(cap > 0);
     chain_hex(pat, e->patient.b, sizeof e->patient.b);
-    chain_hex(gra, e->grantee.b, sizeof e->grantee.b);
-    chain_hex(gid, e->grant_id.b, sizeof e->grant_id.b);
-    chain_hex(tx, e->tx.b, sizeof e->tx.b);
-    n = snprintf(out, cap, "height %" PRIu64 " %-6s patient %s%s%s%s%s tx %s", e->height, e->type,
-                 pat, e->has_grantee ? " grantee " : "", e->has_grantee ? gra : "",
-                 e->has_grant_id ? " grant " : "", e->has_grant_id ? gid : "", tx);
-    assert(n > 0);
-    (void)n;
+    snprintf(out, cap, "height %" PRIu64 " %-6s patient %s", e->height, e->type, pat);
+    n = strlen(out);
+    if (e->has_grantee && n < cap) {
+        chain_hex(k, e->grantee.b, sizeof e->grantee.b);
+        n += (size_t)snprintf(out + n, cap - n, " grantee %s", k);
+    }
+    if (e->has_grant_id && n < cap) {
+        chain_hex(h, e->grant_id.b, sizeof e->grant_id.b);
+        n += (size_t)snprintf(out + n, cap - n, " grant %s", h);
+    }
+    if (e->has_guardian && n < cap) {
+        chain_hex(k, e->guardian.b, sizeof e->guardian.b);
+        n += (size_t)snprintf(out + n, cap - n, " guardian %s%s", k, e->remove ? " removed" : "");
+    }
+    if (e->has_gateway && n < cap) {
+        chain_hex(k, e->gateway.b, sizeof e->gateway.b);
+        n += (size_t)snprintf(out + n, cap - n, " gateway %s", k);
+    }
+    if (e->scope.s[0] && n < cap)
+        n += (size_t)snprintf(out + n, cap - n, " scope %s", e->scope.s);
+    if (e->purpose.s[0] && n < cap)
+        n += (size_t)snprintf(out + n, cap - n, " purpose %s", e->purpose.s);
+    if (n < cap) {
+        chain_hex(h, e->tx.b, sizeof e->tx.b);
+        snprintf(out + n, cap - n, " tx %s", h);
+    }
 }
 
 /* ------------------------------------------------------------------ stream */
