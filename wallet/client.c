@@ -302,8 +302,11 @@ static int response_json(json_t **out, char *err, const wallet_http_response *r,
     json_t *j = json_loadb(r->body, r->body_len, 0, &jerr);
     if (r->status < 200 || r->status > 299) {
         const char *reason = j ? json_string_value(json_object_get(j, "error")) : NULL;
-        snprintf(err, WALLET_ERR_LEN, "%s: %s (HTTP %d)", what, reason ? reason : "request failed",
-                 r->status);
+        /* Name the route without its query (long hex keys) so the reason
+         * and the status always fit the line. */
+        int path_len = (int)strcspn(what, "?");
+        snprintf(err, WALLET_ERR_LEN, "%.*s: %.150s (HTTP %d)", path_len < 80 ? path_len : 80, what,
+                 reason ? reason : "request failed", r->status);
         json_decref(j);
         return WALLET_ESTATUS;
     }
