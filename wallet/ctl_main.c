@@ -33,7 +33,8 @@ static const wallet_opt_spec SPEC[] = {
     {"scope", 1},       {"purpose", 1},      {"at", 1},           {"key", 1},
     {"grant", 1},       {"request-hash", 1}, {"passphrase-file", 1}, {"wait", 0},
     {"timeout", 1},     {"from", 1},         {"verify", 0},       {"max-age-blocks", 1},
-    {"min-height", 1},  {"genesis", 1},      {"response-file", 1},
+    {"min-height", 1},  {"genesis", 1},      {"response-file", 1}, {"data", 1},
+    {"since", 1},
 };
 #define N_SPEC (sizeof SPEC / sizeof SPEC[0])
 
@@ -62,6 +63,9 @@ static const char USAGE[] =
     "  access-record --key FILE --grant ID --scope S --purpose U [--request-hash HEX]\n"
     "          [--passphrase-file F] [--wait]\n"
     "      a gateway records a release it made under a grant (key: institutions/NAME.key)\n"
+    "  audit-export --data DIR [--since T]\n"
+    "      the node's local audit log (who asked which check or listing, and the answer)\n"
+    "      as JSON lines, from time T on; DIR is the node's data_dir\n"
     "\n"
     "  --node URL   node API (default $CONSENT_NODE or http://127.0.0.1:7700)\n"
     "  --key FILE   sign requests with this institution key (check, watch), e.g.\n"
@@ -567,6 +571,22 @@ static int cmd_access_record(ctx *c)
     return 0;
 }
 
+static int cmd_audit_export(ctx *c)
+{
+    uint64_t since = 0, exported = 0, skipped = 0;
+    if (!opt(c, "data"))
+        return usage_error("audit-export needs --data DIR (the node's data_dir)");
+    if (opt(c, "since") && wallet_parse_time(&since, opt(c, "since")))
+        return usage_error("--since: not a time");
+    if (wallet_audit_export(stdout, c->err, opt(c, "data"), since, &exported, &skipped))
+        return fail(c->err);
+    if (fflush(stdout) != 0)
+        return fail("cannot write the export");
+    if (skipped)
+        fprintf(stderr, PROG ": skipped %" PRIu64 " malformed line(s)\n", skipped);
+    return 0;
+}
+
 typedef struct {
     const char *name;
     const char *options;   /* accepted options besides help and node */
@@ -585,6 +605,7 @@ static const command COMMANDS[] = {
     {"block", " ", 2, cmd_block},
     {"access-record", " key grant scope purpose request-hash passphrase-file wait timeout ", 1,
      cmd_access_record},
+    {"audit-export", " data since ", 1, cmd_audit_export},
 };
 
 static int options_allowed(const ctx *c, const command *cmd)

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -324,6 +325,16 @@ int wallet_stream_feed(wallet_stream *s, char *err, const uint8_t *buf, size_t l
  * Waits indefinitely for the next line (an idle stream is normal). */
 int wallet_client_stream(wallet_client *c, char *err, const char *target, wallet_line_fn fn,
                          void *arg) CHAIN_WUR;
+
+/* ------------------------------------------------------------------ audit */
+/* consentctl audit-export: copies the node's local audit log
+ * (DATA_DIR/audit.log, one JSON object per check or listing: "time",
+ * "caller", "route", "patient", "grantee", "decision") to out, lines with
+ * time >= since_s only. Lines that are not audit objects (a torn last line)
+ * are skipped and counted in *skipped. CHAIN_EIO if the file cannot be read
+ * or out written. */
+int wallet_audit_export(FILE *out, char *err, const char *data_dir, uint64_t since_s,
+                        uint64_t *exported, uint64_t *skipped) CHAIN_WUR;
 
 #ifdef __cplusplus
 }
