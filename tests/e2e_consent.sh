@@ -27,7 +27,10 @@ GID=$("$WALLET" --wallet "$T/patient.key" grant --grantee "$GW" --scope Observat
       --purpose TREAT,HRESCH --until "$UNTIL" --wait)
 expect_match "grant id" "$GID" '^[0-9a-f]{64}$'
 
-check() { "$CTL" check --node "$CONSENT_NODE" --patient "$1" --grantee "$2" --scope "$3" --purpose "$4" ${5:+--at "$5"} 2>&1; }
+# The operator's (validator's) key may ask about any grantee; a gateway only about itself.
+check() { "$CTL" check --node "$CONSENT_NODE" --key "$T/net/node0/validator.key" \
+            --passphrase-file "$T/net/node0/passphrase" \
+            --patient "$1" --grantee "$2" --scope "$3" --purpose "$4" ${5:+--at "$5"} 2>&1; }
 expect_match "permit"          "$(check "$P" "$GW" Observation TREAT)" '^permit'
 expect_match "second purpose"  "$(check "$P" "$GW" Condition HRESCH)" '^permit'
 expect_match "wrong purpose"   "$(check "$P" "$GW" Observation HMARKT)" '^deny: purpose not covered'
@@ -38,7 +41,8 @@ if check "$P" "$GW2" Observation TREAT >/dev/null; then fail "deny exits 0"; els
 
 # Listing and status of the committed grant transaction.
 expect_eq "tx committed" "$(curl -fsS "$CONSENT_NODE/v1/txs/$GID" | jq -r .status)" committed
-expect_eq "list shows grant" "$(curl -fsS "$CONSENT_NODE/v1/patients/$P/grants" | jq -r '.grants[0].id')" "$GID"
+expect_match "list shows grant" "$("$WALLET" --wallet "$T/patient.key" list)" "$GID"
+expect_eq "list needs credentials" "$(curl -s -o /dev/null -w '%{http_code}' "$CONSENT_NODE/v1/patients/$P/grants")" 401
 
 # Revoke: the same question is now denied.
 "$WALLET" --wallet "$T/patient.key" revoke "$GID" --wait >/dev/null

@@ -77,7 +77,8 @@ done
 # 5. Stop the load, let everyone converge, compare.
 touch "$T/stop"
 wait "${LOADERS[@]}" 2>/dev/null || true
-TOP=$(height 0)
+TOP=0
+for ((i = 0; i < N; i++)); do h=$(height $i); [ "$h" -gt "$TOP" ] && TOP=$h; done
 for ((i = 0; i < N; i++)); do
   at_top() { [ "$(height "$1")" -ge "$TOP" ]; }
   wait_for 120 at_top $i && pass || fail "node$i did not reach height $TOP"
