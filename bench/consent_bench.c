@@ -1179,11 +1179,15 @@ static int cmd_populate(int argc, char **argv) {
 }
 
 /* ================================================================== checks */
-/* Request targets for a random sample of the populated patients (keys are
- * derived before the clock starts: the client must not be the bottleneck). */
-static char **checks_targets(uint32_t n, const chain_genesis *g, uint64_t seed, uint64_t patients,
-                             uint64_t rng, int proof) {
-    char **v = xcalloc(n, sizeof *v);
+/* Request targets for a random sample of the populated patients, each with
+ * its X-Consent-* headers signed by the grantee institution (the node only
+ * answers a check to the grantee or an operator). Keys and signatures are
+ * made before the clock starts: the client must not be the bottleneck, and
+ * a signature stays valid for CHAIN_API_SKEW_S. */
+static char **checks_targets(char ***heads_out, uint32_t n, const chain_genesis *g, const chain_key *signer,
+                             uint64_t seed, uint64_t patients, uint64_t rng, int proof) {
+    char **v = xcalloc(n, sizeof *v), **heads = xcalloc(n, sizeof *heads);
+    uint64_t now = wall_ms() / 1000;
     char gk[2 * CHAIN_KEY_LEN + 1], pk[2 * CHAIN_KEY_LEN + 1];
     chain_hex(gk, pick_grantee(g)->key.b, CHAIN_KEY_LEN);
     for (uint32_t i = 0; i < n; i++) {
@@ -1196,20 +1200,26 @@ static char **checks_targets(uint32_t n, const chain_genesis *g, uint64_t seed, 
         v[i] = xcalloc(1, 256);
         snprintf(v[i], 256, "/v1/grants/check?patient=%s&grantee=%s&scope=Observation&purpose=TREAT%s", pk, gk,
                  proof ? "&proof=1" : "");
+        heads[i] = xcalloc(1, 512);
+        int rc = wallet_auth_headers(heads[i], 512, signer, "GET", v[i], now);
+        if (rc < 0) die("sign request", rc);
     }
+    *heads_out = heads;
     return v;
 }
 
 typedef struct {
     uint64_t done, permit, deny, errors, proofs, state_proofs;
+    char first_error[256];
     uint64_t *lat;
     size_t lat_n, lat_cap;
 } checks_stats;
 
 static void checks_answer(checks_stats *s, const wallet_http_response *r, uint64_t lat_ns, int proof) {
     s->done++;
-    if (r->status != 200) s->errors++;
-    else if (strstr(r->body, "\"decision\": \"permit\"") || strstr(r->body, "\"decision\":\"permit\"")) s->permit++;
+    if (r->status != 200) {
+        if (s->errors++ == 0) snprintf(s->first_error, sizeof s->first_error, "%d %.200s", r->status, r->body);
+    } else if (strstr(r->body, "\"decision\": \"permit\"") || strstr(r->body, "\"decision\":\"permit\"")) s->permit++;
     else s->deny++;
     if (proof && r->status == 200 && strstr(r->body, "\"cert\"")) s->proofs++;
     if (proof && r->status == 200 && strstr(r->body, "\"proof\"")) s->state_proofs++;
@@ -1217,8 +1227,9 @@ static void checks_answer(checks_stats *s, const wallet_http_response *r, uint64
 }
 
 static int cmd_checks(int argc, char **argv) {
-    static const wallet_opt_spec spec[] = {{"node", 1},  {"genesis", 1},  {"seed", 1},  {"patients", 1},
-                                           {"duration", 1}, {"depth", 1}, {"sample", 1}, {"proof", 0}};
+    static const wallet_opt_spec spec[] = {{"node", 1},     {"genesis", 1}, {"seed", 1},   {"patients", 1},
+                                           {"duration", 1}, {"depth", 1},   {"sample", 1}, {"proof", 0},
+                                           {"key", 1},      {"passphrase-file", 1}};
     opts o;
     opts_parse(&o, spec, sizeof spec / sizeof spec[0], argc, argv);
     wallet_client cl;
@@ -1235,10 +1246,20 @@ static int cmd_checks(int argc, char **argv) {
     if (depth == 0 || sample == 0) die_msg("usage", "--depth and --sample must be >= 1");
     uint64_t rng = seed * 0x9e3779b97f4a7c15ull + 1;
     fprintf(stderr, "consent_bench checks: deriving %u patient keys (seed %" PRIu64 ")\n", sample, seed);
-    char **targets = checks_targets(sample, g, seed, patients, rng, proof);
+    char pass[WALLET_PASSPHRASE_MAX + 1], err[WALLET_ERR_LEN];
+    chain_key *signer = NULL;
+    if (wallet_passphrase(pass, err, opt_str(&o, "passphrase-file", NULL), 0)) die_msg("passphrase", err);
+    if (wallet_key_load(&signer, err, opt_str(&o, "key", NULL), pass)) die_msg("key", err);
+    memset(pass, 0, sizeof pass);
+    chain_pubkey spk;
+    chain_key_pubkey(signer, &spk);
+    if (memcmp(spk.b, pick_grantee(g)->key.b, CHAIN_KEY_LEN) != 0)
+        die_msg("key", "not the key of the grantee institution populate grants to");
+    char **heads = NULL;
+    char **targets = checks_targets(&heads, sample, g, signer, seed, patients, rng, proof);
+    chain_key_destroy(signer);
 
     wallet_conn *k;
-    char err[WALLET_ERR_LEN];
     if (wallet_conn_open(&k, err, &cl)) die_msg("connect", err);
     checks_stats s;
     memset(&s, 0, sizeof s);
@@ -1250,7 +1271,8 @@ static int cmd_checks(int argc, char **argv) {
     /* A sliding window: `depth` requests in flight; each answer releases one. */
     for (uint32_t i = 0; i < depth; i++, next++) {
         sent_at[next % depth] = now_ns();
-        if (wallet_conn_send(k, err, "GET", targets[next % sample], NULL, NULL, 0)) die_msg("send", err);
+        uint32_t ti = (uint32_t)(next % sample);
+        if (wallet_conn_send_h(k, err, "GET", targets[ti], heads[ti], NULL, NULL, 0)) die_msg("send", err);
     }
     uint64_t answered = 0;
     while ((t = now_s()) - t0 < duration) {
@@ -1260,7 +1282,8 @@ static int cmd_checks(int argc, char **argv) {
         wallet_http_response_free(&r);
         answered++;
         sent_at[next % depth] = now_ns();
-        if (wallet_conn_send(k, err, "GET", targets[next % sample], NULL, NULL, 0)) die_msg("send", err);
+        uint32_t ti = (uint32_t)(next % sample);
+        if (wallet_conn_send_h(k, err, "GET", targets[ti], heads[ti], NULL, NULL, 0)) die_msg("send", err);
         next++;
     }
     double dt = t - t0;
@@ -1273,12 +1296,18 @@ static int cmd_checks(int argc, char **argv) {
     qsort(s.lat, s.lat_n, sizeof *s.lat, cmp_u64);
     printf("{\"proof\": %s, \"depth\": %u, \"duration_s\": %.2f, \"checks\": %" PRIu64 ", \"checks_per_s\": %.0f, "
            "\"permit\": %" PRIu64 ", \"deny\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"with_cert\": %" PRIu64 ", \"with_state_proof\": %" PRIu64 ", "
-           "\"latency_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, \"patients\": %" PRIu64 "}\n",
+           "\"latency_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, \"patients\": %" PRIu64,
            proof ? "true" : "false", depth, dt, s.done, (double)s.done / dt, s.permit, s.deny, s.errors, s.proofs, s.state_proofs,
            (double)pct(s.lat, s.lat_n, 0.5) / 1e6, (double)pct(s.lat, s.lat_n, 0.99) / 1e6,
            s.lat_n ? (double)s.lat[s.lat_n - 1] / 1e6 : 0.0, patients);
-    for (uint32_t i = 0; i < sample; i++) free(targets[i]);
+    json_t *fe = json_string(s.first_error);
+    char *fes = json_dumps(fe, JSON_ENCODE_ANY);
+    printf(", \"first_error\": %s}\n", fes ? fes : "\"\"");
+    free(fes);
+    json_decref(fe);
+    for (uint32_t i = 0; i < sample; i++) free(targets[i]), free(heads[i]);
     free(targets);
+    free(heads);
     free(sent_at);
     free(s.lat);
     free(g);
@@ -1339,8 +1368,8 @@ static void usage(FILE *f) {
             "  populate   --testnet DIR --data DIR [--grants N] [--block-txs N] [--blocks N] [--signers N]\n"
             "             [--per-patient K] [--seed X] [--threads T] [--time-limit S]\n"
             "             (the node must be stopped)\n"
-            "  checks     --node URL --genesis PATH --patients N [--seed X] [--duration S] [--depth D]\n"
-            "             [--sample N] [--proof]\n"
+            "  checks     --node URL --genesis PATH --key GRANTEE.key --passphrase-file FILE --patients N\n"
+            "             [--seed X] [--duration S] [--depth D] [--sample N] [--proof]\n"
             "  sync       --node URL --height H [--timeout S] [--txs N]\n");
 }
 

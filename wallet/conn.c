@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <http_parser.h>
@@ -240,9 +241,42 @@ void wallet_conn_close(wallet_conn *k) {
 
 unsigned wallet_conn_in_flight(const wallet_conn *k) { return k->in_flight; }
 
-int wallet_conn_send(wallet_conn *k, char *err, const char *method, const char *target,
-                     const char *content_type, const uint8_t *body, size_t body_len) {
-    char head[WALLET_PATH_LEN_MAX + 1024];
+/* The request head: extra headers as given, else signed with the client's
+ * sign_key (over prefix + target, as the node sees it) when it has one. */
+static int conn_head(wallet_conn *k, char *head, size_t cap, char *err, const char *method, const char *target,
+                     const char *headers, const char *content_type, const uint8_t *body, size_t body_len) {
+    int n = snprintf(head, cap,
+                     "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-bench\r\n"
+                     "Accept: application/json\r\n",
+                     method, k->client.prefix, target, k->client.host, k->client.port);
+    if (headers) {
+        if (strlen(headers) >= cap - (size_t)n - 256) {
+            snprintf(err, WALLET_ERR_LEN, "request headers too long");
+            return CHAIN_EINVAL;
+        }
+        n += snprintf(head + n, cap - (size_t)n, "%s", headers);
+    } else if (k->client.sign_key) {
+        char full[sizeof k->client.prefix + WALLET_PATH_LEN_MAX + 1];
+        snprintf(full, sizeof full, "%s%s", k->client.prefix, target);
+        int rc = wallet_auth_headers(head + n, cap - (size_t)n, k->client.sign_key, method, full,
+                                     (uint64_t)time(NULL));
+        if (rc < 0) {
+            snprintf(err, WALLET_ERR_LEN, "cannot sign the request: %s", chain_strerror(rc));
+            return rc;
+        }
+        n += rc;
+    }
+    if (body)
+        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                      content_type ? content_type : "application/octet-stream", body_len);
+    n += snprintf(head + n, cap - (size_t)n, "\r\n");
+    assert(n > 0 && (size_t)n < cap);
+    return n;
+}
+
+int wallet_conn_send_h(wallet_conn *k, char *err, const char *method, const char *target, const char *headers,
+                       const char *content_type, const uint8_t *body, size_t body_len) {
+    char head[WALLET_PATH_LEN_MAX + 2048];
     if (strlen(target) > WALLET_PATH_LEN_MAX || strlen(method) > 16) {
         snprintf(err, WALLET_ERR_LEN, "request target too long");
         return CHAIN_EINVAL;
@@ -251,19 +285,12 @@ int wallet_conn_send(wallet_conn *k, char *err, const char *method, const char *
         snprintf(err, WALLET_ERR_LEN, "more than %d requests in flight", WALLET_CONN_PIPELINE_MAX);
         return CHAIN_EINVAL;
     }
+    int n = conn_head(k, head, sizeof head, err, method, target, headers, content_type, body, body_len);
+    if (n < 0) return n;
     if (k->fd < 0) {
         int rc = conn_dial(k, err);
         if (rc) return rc;
     }
-    int n = snprintf(head, sizeof head,
-                     "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-bench\r\n"
-                     "Accept: application/json\r\n",
-                     method, k->client.prefix, target, k->client.host, k->client.port);
-    if (body)
-        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                      content_type ? content_type : "application/octet-stream", body_len);
-    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    assert(n > 0 && (size_t)n < sizeof head);
     int rc = send_all(k->fd, head, (size_t)n);
     if (!rc && body && body_len) rc = send_all(k->fd, body, body_len);
     if (rc) {
@@ -273,6 +300,11 @@ int wallet_conn_send(wallet_conn *k, char *err, const char *method, const char *
     }
     k->in_flight++;
     return 0;
+}
+
+int wallet_conn_send(wallet_conn *k, char *err, const char *method, const char *target,
+                     const char *content_type, const uint8_t *body, size_t body_len) {
+    return wallet_conn_send_h(k, err, method, target, NULL, content_type, body, body_len);
 }
 
 /* Parses buffered bytes; returns 1 when a response is complete, 0 when more

@@ -222,6 +222,10 @@ int wallet_conn_open(wallet_conn **out, char *err, const wallet_client *c) CHAIN
 void wallet_conn_close(wallet_conn *k);
 int wallet_conn_send(wallet_conn *k, char *err, const char *method, const char *target,
                      const char *content_type, const uint8_t *body, size_t body_len) CHAIN_WUR;
+/* Same, with extra header lines ("Name: value\r\n"...) instead of signing
+ * with the client's sign_key (which wallet_conn_send does when it is set). */
+int wallet_conn_send_h(wallet_conn *k, char *err, const char *method, const char *target, const char *headers,
+                       const char *content_type, const uint8_t *body, size_t body_len) CHAIN_WUR;
 /* The answer to the oldest unanswered request; any status is returned. */
 int wallet_conn_recv(wallet_conn *k, wallet_http_response *out, char *err) CHAIN_WUR;
 /* send + recv with nothing else in flight; on a connection that has answered
