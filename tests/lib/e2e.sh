@@ -30,7 +30,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port_base() {
   local base
   for _ in $(seq 1 50); do
-    base=$(( 20000 + (RANDOM % 400) * 100 ))
+    # Below the ephemeral range (32768+), so no outgoing connection holds it.
+    base=$(( 20000 + (RANDOM % 120) * 100 ))
     if ! port_open "$base" && ! port_open $((base + 100)); then echo "$base"; return; fi
   done
   echo "no free port base" >&2; return 1
