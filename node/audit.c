@@ -9,8 +9,11 @@
  * Each line is handed to the kernel with one write(2) on O_APPEND as the
  * request is answered, so a crash of the node loses nothing; fsync, which
  * protects against a crash of the machine, costs milliseconds, so it runs in
- * batches (every NODE_AUDIT_SYNC_LINES lines or NODE_AUDIT_SYNC_MS, and at
- * close) rather than per request on the event loop.
+ * batches on the event loop: at most once per NODE_AUDIT_SYNC_MS (sooner
+ * after NODE_AUDIT_SYNC_LINES lines) and at close, never per request. The
+ * trade-off: lines after the last fsync of a quiet node are in the page
+ * cache, safe from a node crash but not from a power cut, until the next
+ * request or the node's stop.
  */
 #include <assert.h>
 #include <errno.h>

@@ -158,15 +158,15 @@ int node__api_stream_fill(void *arg, char **out, size_t *len, uint64_t height);
 /* ------------------------------------------------------------------ audit */
 /* The local audit log: who asked about whom. One JSON line per check or
  * listing in DATA_DIR/audit.log (mode 0600, appended with write(2) as it
- * happens, fsync'd in batches: every NODE_AUDIT_SYNC_LINES lines or
- * NODE_AUDIT_SYNC_MS, and at close). A line:
+ * happens, fsync'd in batches: at most every NODE_AUDIT_SYNC_MS, sooner
+ * after NODE_AUDIT_SYNC_LINES lines, and at close). A line:
  *   {"time", "caller", "route", "patient", "grantee", "decision"}
  * time in unix seconds; caller is the authenticated key or null; route is
  * "check", "patient_grants" or "patient_access"; grantee is null for
  * listings; decision is "permit", "deny", "listed", "refused-401" or
  * "refused-403". Exported by `consentctl audit-export`. */
 #define NODE_AUDIT_FILE "audit.log"
-#define NODE_AUDIT_SYNC_LINES 64
+#define NODE_AUDIT_SYNC_LINES 4096   /* under load: bounds the unsynced tail */
 #define NODE_AUDIT_SYNC_MS 1000
 typedef struct node__audit node__audit;
 int node__audit_open(node__audit **out, const char *data_dir);

@@ -667,6 +667,58 @@ START_TEST(events_bad_requests_and_subscriber_limit) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ audit unit */
+START_TEST(audit_file_rules) {
+    char dir[64], path[128];
+    strcpy(dir, "/tmp/consent-audit.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    node__audit *a = NULL;
+    ck_assert_int_eq(node__audit_open(&a, "/nonexistent/consent-audit"), NODE_EIO);
+    ck_assert_ptr_null(a);
+    ck_assert_int_eq(node__audit_open(NULL, dir), NODE_EINVAL);
+    /* A log someone widened is made private again. */
+    snprintf(path, sizeof(path), "%s/%s", dir, NODE_AUDIT_FILE);
+    write_file(path, "");
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(node__audit_open(&a, dir), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    chain_pubkey p, g;
+    memset(p.b, 0xab, 32);
+    memset(g.b, 0xcd, 32);
+    /* Refused arguments write nothing. */
+    ck_assert_int_eq(node__audit_log(a, 1000, NULL, "check", NULL, &g, "deny"), NODE_EINVAL);
+    ck_assert_int_eq(node__audit_log(a, 1000, NULL, "a\"b", &p, &g, "deny"), NODE_EINVAL);
+    ck_assert_int_eq(node__audit_log(a, 1000, NULL, "check", &p, &g, ""), NODE_EINVAL);
+    ck_assert_int_eq(node__audit_log(a, 1000, NULL, "check", &p, &g, "a-decision-name-of-more-than-32-chars"),
+                     NODE_EINVAL);
+    ck_assert_int_eq(node__audit_log(a, 1000, &g, "check", &p, &g, "permit"), 0);
+    ck_assert_int_eq(node__audit_log(a, 2000, NULL, "patient_grants", &p, NULL, "listed"), 0);
+    ck_assert_uint_eq(node__audit_failures(a), 0);
+    node__audit_close(a);
+    node__audit_close(NULL);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char text[1024] = {0};
+    ck_assert_uint_gt(fread(text, 1, sizeof(text) - 1, f), 0);
+    fclose(f);
+    char want[1024], ph[65], gh[65];
+    chain_hex(ph, p.b, 32);
+    chain_hex(gh, g.b, 32);
+    snprintf(want, sizeof(want),
+             "{\"time\":1,\"caller\":\"%s\",\"route\":\"check\",\"patient\":\"%s\",\"grantee\":\"%s\","
+             "\"decision\":\"permit\"}\n"
+             "{\"time\":2,\"caller\":null,\"route\":\"patient_grants\",\"patient\":\"%s\",\"grantee\":null,"
+             "\"decision\":\"listed\"}\n",
+             gh, ph, gh, ph);
+    ck_assert_str_eq(text, want);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *gw_suite(void) {
     Suite *s = suite_create("node_gw");
     TCase *tc = tcase_create("gateway");
@@ -679,6 +731,9 @@ static Suite *gw_suite(void) {
     tcase_add_test(tc, events_replay_then_live_revoke_within_one_block);
     tcase_add_test(tc, events_bad_requests_and_subscriber_limit);
     suite_add_tcase(s, tc);
+    TCase *units = tcase_create("units");
+    tcase_add_test(units, audit_file_rules);
+    suite_add_tcase(s, units);
     return s;
 }
 
