@@ -23,25 +23,28 @@ for ((i = 0; i < N; i++)); do
   pids+=($!)
 done
 
-api=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_listen"])' "$NET/node0/config.json" 2>/dev/null \
-      || sed -n 's/.*"api_listen": *"\([^"]*\)".*/\1/p' "$NET/node0/config.json")
+api=$(jq -r .api_listen "$NET/node0/config.json")
 deadline=$((SECONDS + 30))
-until curl -fsS "http://$api/v1/status" >/dev/null 2>&1; do
+until build/consentctl status --node "http://$api" >/dev/null 2>&1; do
   [ $SECONDS -lt $deadline ] || { echo "node0 did not come up; see $NET/node0/consentd.log" >&2; exit 1; }
   kill -0 "${pids[0]}" 2>/dev/null || { echo "node0 exited; see $NET/node0/consentd.log" >&2; exit 1; }
   sleep 0.2
 done
 
-GW=$(python3 -c 'import json,sys; g=json.load(open(sys.argv[1])); print(g["institutions"][0]["key"])' "$NET/genesis.json")
+GW=$(jq -r '.institutions[0].key' "$NET/genesis.json")
 cat <<TXT
 
 consent-ledger: $N validators running (logs: $NET/node*/consentd.log)
-  status:   curl http://$api/v1/status
-  export CONSENT_NODE=http://$api CONSENT_WALLET=\$HOME/.consent/wallet.key
-  build/consent-wallet keygen                 # asks for a passphrase
-  build/consent-wallet grant --grantee $GW --scope Observation --purpose TREAT --days 30 --wait
-  build/consentctl check --patient \$(build/consent-wallet address) --grantee $GW --scope Observation --purpose TREAT
-  build/consent-wallet revoke GRANT_ID --wait
+  build/consentctl status --node http://$api
+  export CONSENT_NODE=http://$api CONSENT_GENESIS=$NET/genesis.json
+  # a patient (asks for a passphrase; the key file is encrypted, mode 0600):
+  build/consent-wallet --wallet /tmp/patient.key keygen
+  build/consent-wallet --wallet /tmp/patient.key grant --grantee $GW --scope Observation --purpose TREAT --days 30 --wait
+  # the gateway gateway-0 asks, and verifies the answer against genesis:
+  build/consentctl check --key $NET/institutions/gateway-0.key --passphrase-file $NET/institutions/gateway-0.passphrase \\
+      --patient \$(build/consent-wallet --wallet /tmp/patient.key address) --grantee $GW --scope Observation --purpose TREAT --verify
+  build/consentctl watch --key $NET/institutions/gateway-0.key --passphrase-file $NET/institutions/gateway-0.passphrase
+  build/consent-wallet --wallet /tmp/patient.key revoke GRANT_ID --wait
 Ctrl-C stops the network; data stays in $NET.
 TXT
 wait
