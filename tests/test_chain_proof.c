@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "chain/chain.h"
+#include "chain/chain_internal.h"
 
 #define CID "consent-proof"
 #define GEN_MS 1795000000000ull
@@ -551,6 +552,69 @@ START_TEST(test_prove_errors)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ access listing */
+static int count_access(void *arg, const chain_access_summary *a)
+{
+    chain_access_summary *last = arg;
+    *last = *a;
+    last->height += 1000;   /* marks a visit */
+    return 0;
+}
+
+static int stop_access(void *arg, const chain_access_summary *a)
+{
+    (void)a;
+    (*(int *)arg)++;
+    return 7;
+}
+
+START_TEST(test_patient_access_listing)
+{
+    fx *f = fx_open();
+    chain_hash gid = grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_pubkey p1 = pub_n(f, 1), p2 = pub_n(f, 2);
+    chain_access_summary got;
+    memset(&got, 0, sizeof got);
+    ck_assert_int_eq(chain_store_patient_access(f->st, &p1, count_access, &got), 0);
+    ck_assert_uint_eq(got.height, 0);   /* nothing recorded yet */
+    chain_tx t;
+    memset(&t, 0, sizeof t);
+    strcpy(t.chain_id, CID);
+    t.type = CHAIN_TX_ACCESS_RECORD;
+    t.created_at = now_s(f) + 1;
+    t.body.access_record.grant_id = gid;
+    strcpy(t.body.access_record.scope.s, "Observation");
+    strcpy(t.body.access_record.purpose.s, "TREAT");
+    t.body.access_record.request_hash.b[3] = 9;
+    chain_hash rec = submit(f, &t, K_GW);
+    ck_assert_int_eq(chain_store_patient_access(f->st, &p1, count_access, &got), 0);
+    ck_assert_uint_eq(got.height, 1000 + 2);
+    ck_assert_mem_eq(got.tx_id.b, rec.b, 32);
+    ck_assert_mem_eq(got.grant_id.b, gid.b, 32);
+    chain_pubkey gw = pub_n(f, K_GW);
+    ck_assert_mem_eq(got.gateway.b, gw.b, 32);
+    ck_assert_str_eq(got.scope.s, "Observation");
+    ck_assert_str_eq(got.purpose.s, "TREAT");
+    ck_assert_uint_eq(got.request_hash.b[3], 9);
+    ck_assert_uint_eq(got.time_ms, f->time_ms);
+    /* Another patient has none; a callback's value stops the walk. */
+    memset(&got, 0, sizeof got);
+    ck_assert_int_eq(chain_store_patient_access(f->st, &p2, count_access, &got), 0);
+    ck_assert_uint_eq(got.height, 0);
+    int calls = 0;
+    ck_assert_int_eq(chain_store_patient_access(f->st, &p1, stop_access, &calls), 7);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(chain_store_patient_access(NULL, &p1, stop_access, &calls), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_store_patient_access(f->st, &p1, NULL, &calls), CHAIN_EINVAL);
+    /* Stored bytes that are not an AccessSummary are a storage failure. */
+    uint8_t junk[4] = {0x0a, 0x05, 0x01, 0x02};
+    ck_assert_int_eq(chain__access_decode(&got, junk, sizeof junk), CHAIN_EIO);
+    uint8_t short_id[4] = {0x0a, 0x02, 0x01, 0x02};   /* tx_id of 2 bytes */
+    ck_assert_int_eq(chain__access_decode(&got, short_id, sizeof short_id), CHAIN_EIO);
+    fx_close(f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ api auth */
 
 START_TEST(test_api_signature)
@@ -617,6 +681,7 @@ static Suite *proof_suite(void)
     tcase_add_test(tc, test_other_genesis_refused);
     tcase_add_test(tc, test_prove_errors);
     tcase_add_test(tc, test_api_signature);
+    tcase_add_test(tc, test_patient_access_listing);
     suite_add_tcase(s, tc);
     return s;
 }
