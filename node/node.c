@@ -77,7 +77,6 @@ struct node {
     held_block deferred[DEFERRED_MAX];
     int started, stopping, halted;
     int in_drive;                /* inside drive(): the replica may not be called */
-    uint64_t behind_since_ms;    /* a peer has been ahead of us since (0: not behind) */
     int pending_signalled;       /* cons_request_pending since the last commit */
     int closing_handles;
     void (*done)(node *n, void *arg);
@@ -496,30 +495,6 @@ int node__propose(node *n, const uint8_t *block, size_t len, const chain_hash *d
 }
 
 /* ------------------------------------------------------------------ peers */
-/* A validator a few blocks behind, with no new traffic to make its replica
- * ask for them, would stay behind forever: when a peer has reported a higher
- * height for longer than a view timeout, sync up to it. */
-void node__sync_check(node *n) {
-    if (!n->p2p || n->stopping || n->halted) return;
-    uint32_t peers[CHAIN_VALIDATORS_MAX];
-    size_t np = node_p2p_peers(n->p2p, peers, CHAIN_VALIDATORS_MAX);
-    uint64_t top = 0, h = chain_store_height(n->store);
-    for (size_t i = 0; i < np; i++) {
-        uint64_t ph = node_p2p_peer_height(n->p2p, peers[i]);
-        if (ph > top) top = ph;
-    }
-    uint64_t now = uv_now(n->loop);
-    if (top <= h) {
-        n->behind_since_ms = 0;
-        return;
-    }
-    if (n->behind_since_ms == 0) n->behind_since_ms = now;
-    if (now - n->behind_since_ms < n->cfg.view_timeout_ms) return;
-    node_log(&n->lg, NODE_LOG_INFO, "behind: height %" PRIu64 ", peers at %" PRIu64 "; syncing", h, top);
-    node_p2p_fetch(n->p2p, top);
-    n->behind_since_ms = now;   /* again after another timeout if it did not help */
-}
-
 int node_on_cons_message(node *n, uint32_t from, const uint8_t *msg, size_t len) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
     if (!n->rep) return NODE_EINVAL;

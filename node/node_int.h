@@ -225,7 +225,5 @@ int node__propose(node *n, const uint8_t *block, size_t len, const chain_hash *d
 /* Block time for the next block: wall clock, never before the tip's. */
 uint64_t node__block_time_ms(const node *n);
 int node__is_primary_idle(const node *n);   /* primary with nothing in flight */
-/* Syncs from peers when one has been ahead for a view timeout (on each tick). */
-void node__sync_check(node *n);
 
 #endif

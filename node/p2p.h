@@ -65,9 +65,13 @@
 #define NODE_P2P_SYNC_BLOCKS_MAX 64              /* blocks per request / response */
 #define NODE_P2P_SYNC_TIMEOUT_MS 5000            /* an unanswered block request */
 #define NODE_P2P_SYNC_RETRY_MS 1000              /* after a response that did not help */
-#define NODE_P2P_SYNC_LAG_VALIDATOR 4            /* a validator syncs on status only
-                                                    this far behind (consensus
-                                                    commits the last few itself) */
+#define NODE_P2P_SYNC_LAG_VALIDATOR 4            /* a validator syncs on status at
+                                                    once only this far behind
+                                                    (consensus commits the last
+                                                    few itself) ... */
+#define NODE_P2P_SYNC_STUCK_MS 500               /* ... or when any peer has been
+                                                    ahead this long without our
+                                                    height moving */
 #define NODE_P2P_READ_CHUNK 16384                /* plaintext read at once */
 #define NODE_P2P_EXPORTER_LEN 32
 #define NODE_P2P_EXPORTER_LABEL "EXPORTER-consent-p2p"
@@ -365,6 +369,9 @@ struct node_p2p {
     uint32_t sync_count;
     uint32_t sync_rr;             /* round-robin start among peers */
     uint64_t sync_hold_until;     /* loop time; no automatic request before */
+    int stuck;                    /* a peer is ahead of stuck_height (validator) */
+    uint64_t stuck_height;        /* our height when that was first seen */
+    uint64_t stuck_since;         /* loop time it was first seen */
     int started, stopping;
     uint32_t open_handles;        /* listener and timers not yet closed */
     void (*done)(void *arg);

@@ -6,15 +6,23 @@
  * hands what comes back to the node (which verifies each certificate
  * against genesis and applies it) and asks again once its height moved.
  *
- * A validator only syncs on status when it is NODE_P2P_SYNC_LAG_VALIDATOR
- * or more behind (or when consensus asked, node_p2p_fetch): a peer that
- * committed the block we are about to commit ourselves is the normal case
- * and not a reason to download it. One request is in flight at a time; an
+ * A validator syncs on status at once only when it is
+ * NODE_P2P_SYNC_LAG_VALIDATOR or more behind (or when consensus asked,
+ * node_p2p_fetch): a peer that committed the block we are about to commit
+ * ourselves is the normal case and not a reason to download it. A smaller
+ * lag is closed too once it has lasted NODE_P2P_SYNC_STUCK_MS without our
+ * height moving: then consensus is not bringing those blocks (we missed
+ * their messages and no new traffic makes the replica ask), and waiting
+ * for a view timeout would leave the node behind for seconds, or forever
+ * when nothing else happens. Syncing a block consensus would also have
+ * committed costs only bandwidth: its certificate is verified either way,
+ * and the replica is told it is committed. One request is in flight at a time; an
  * unanswered one times out and the next peer is tried; a response that did
  * not move our height holds automatic requests for NODE_P2P_SYNC_RETRY_MS,
  * so a peer serving useless blocks cannot make us spin.
  */
 #include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,10 +73,41 @@ static uint32_t pick(const node_p2p *p, uint64_t from, uint64_t lag) {
     return NODE_P2P_NO_PEER;
 }
 
+/* The lag at which a validator asks now: NODE_P2P_SYNC_LAG_VALIDATOR, or 1
+ * once a peer has been ahead for NODE_P2P_SYNC_STUCK_MS while our height
+ * stood still (then it also aims at that peer's height, so the catch-up
+ * does not wait again after every response). Until then the sync timer is
+ * armed for the moment the lag becomes stuck. Called only when no request
+ * is in flight and no hold is on, so the timer is free. */
+static uint64_t validator_lag(node_p2p *p) {
+    uint64_t now = uv_now(p->loop);
+    uint32_t j = pick(p, p->height + 1, 1);
+    if (j == NODE_P2P_NO_PEER) {
+        p->stuck = 0;
+        return NODE_P2P_SYNC_LAG_VALIDATOR;
+    }
+    if (!p->stuck || p->stuck_height != p->height) {
+        p->stuck = 1;
+        p->stuck_height = p->height;
+        p->stuck_since = now;
+    }
+    assert(now >= p->stuck_since);
+    if (now - p->stuck_since >= NODE_P2P_SYNC_STUCK_MS) {
+        if (p->peers[j].height > p->target) {
+            node_log(p->log, NODE_LOG_INFO, "p2p: behind at height %" PRIu64 ", validator %u at %" PRIu64
+                     "; syncing", p->height, j, p->peers[j].height);
+            p->target = p->peers[j].height;
+        }
+        return 1;
+    }
+    uv_timer_start(&p->sync_timer, sync_timer_cb, p->stuck_since + NODE_P2P_SYNC_STUCK_MS - now, 0);
+    return NODE_P2P_SYNC_LAG_VALIDATOR;
+}
+
 static void sync_check(node_p2p *p) {
     if (p->stopping || p->sync_peer != NODE_P2P_NO_PEER) return;
     if (uv_now(p->loop) < p->sync_hold_until || p->height == UINT64_MAX) return;
-    uint64_t lag = p->self_index >= 0 ? NODE_P2P_SYNC_LAG_VALIDATOR : 1;
+    uint64_t lag = p->self_index >= 0 ? validator_lag(p) : 1;
     uint64_t from = p->height + 1;
     uint32_t j = pick(p, from, lag);
     if (j == NODE_P2P_NO_PEER) return;

@@ -120,7 +120,6 @@ static void build(node__producer *p) {
 static void on_tick(uv_timer_t *t) {
     node__producer *p = t->data;
     build(p);
-    node__sync_check(p->n);
 }
 
 static void on_kick(uv_timer_t *t) {

@@ -880,6 +880,68 @@ START_TEST(test_fetch_syncs_a_validator_below_the_lag) {
 }
 END_TEST
 
+/* A validator 1..3 behind with no traffic (it missed the blocks' consensus
+ * messages, say while restarting) is not left to a view timeout: once its
+ * height has stood still for NODE_P2P_SYNC_STUCK_MS with a peer ahead, it
+ * syncs by itself, up to that peer's height. */
+START_TEST(test_stuck_validator_below_the_lag_syncs) {
+    tnet *net = net_new(4);
+    for (int i = 0; i < 4; i++) start(net, i, 0);
+    for (int i = 0; i < 3; i++) net->n[i].serve_height = 3;
+    net->n[3].apply = 1;
+    connect_all(net, 4);
+    for (int i = 0; i < 3; i++) node_p2p_set_height(net->n[i].p, 3);
+    int h[] = {3, 0, 3};
+    ck_assert(run_until(net, peer_height_is, h, WAIT_MS));
+    run_for(net, 50);
+    ck_assert_int_eq(net->n[3].n_blocks, 0);   /* at first consensus gets its chance */
+    uv_update_time(&net->loop);
+    uint64_t t0 = uv_now(&net->loop);
+    int b3[] = {3, 3};
+    /* Well under any view timeout. */
+    ck_assert(run_until(net, blocks_at_least, b3, 4 * NODE_P2P_SYNC_STUCK_MS));
+    ck_assert_uint_ge(uv_now(&net->loop) - t0, NODE_P2P_SYNC_STUCK_MS / 2);
+    for (int i = 0; i < 3; i++) ck_assert_uint_eq(net->n[3].got[i], (uint64_t)i + 1);
+    ck_assert(net->n[3].got_ok);
+    ck_assert_uint_eq(stats(net, 3).block_requests_out, 1);   /* all three in one request */
+    /* Caught up: nothing more is asked, even after another stuck period. */
+    run_for(net, 2 * NODE_P2P_SYNC_STUCK_MS);
+    ck_assert_int_eq(net->n[3].n_blocks, 3);
+    ck_assert_uint_eq(stats(net, 3).block_requests_out, 1);
+    /* One more block on the peers: one behind again, closed the same way. */
+    for (int i = 0; i < 3; i++) {
+        net->n[i].serve_height = 4;
+        node_p2p_set_height(net->n[i].p, 4);
+    }
+    int b4[] = {3, 4};
+    ck_assert(run_until(net, blocks_at_least, b4, 4 * NODE_P2P_SYNC_STUCK_MS));
+    ck_assert_uint_eq(net->n[3].got[3], 4);
+    ck_assert(net->n[3].got_ok);
+    net_free(net);
+}
+END_TEST
+
+/* A validator whose own height keeps moving is not stuck, however long a
+ * peer stays one ahead: consensus is bringing the blocks. */
+START_TEST(test_moving_validator_does_not_sync) {
+    tnet *net = net_new(2);
+    start(net, 0, 0);
+    start(net, 1, 0);
+    net->n[0].serve_height = 1000;
+    connect_all(net, 2);
+    for (uint64_t k = 1; k <= 8; k++) {
+        node_p2p_set_height(net->n[0].p, k + 1);
+        int h[] = {1, 0, (int)k + 1};
+        ck_assert(run_until(net, peer_height_is, h, WAIT_MS));
+        run_for(net, NODE_P2P_SYNC_STUCK_MS / 4);
+        node_p2p_set_height(net->n[1].p, k);   /* "consensus committed k" */
+    }
+    ck_assert_int_eq(net->n[1].n_blocks, 0);
+    ck_assert_uint_eq(stats(net, 1).block_requests_out, 0);
+    net_free(net);
+}
+END_TEST
+
 START_TEST(test_send_queue_overflow_drops_link) {
     tnet *net = net_new(2);
     node_p2p_config c = node_cfg(net, &net->n[0], NULL, 0);
@@ -1178,6 +1240,8 @@ int main(void) {
     tcase_add_test(sync, test_block_request_response);
     tcase_add_test(sync, test_full_node_follows_by_status);
     tcase_add_test(sync, test_fetch_syncs_a_validator_below_the_lag);
+    tcase_add_test(sync, test_stuck_validator_below_the_lag_syncs);
+    tcase_add_test(sync, test_moving_validator_does_not_sync);
     suite_add_tcase(s, sync);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
