@@ -114,6 +114,7 @@ node__rejects *node__get_rejects(const node *n) { return n->rj; }
 node__metrics *node__get_metrics(node *n) { return &n->metrics; }
 node__http *node__get_http(const node *n) { return n->http; }
 node__audit *node__get_audit(const node *n) { return n->audit; }
+struct node_p2p *node__get_p2p(const node *n) { return n->p2p; }
 
 void node_set_p2p(node *n, const node_p2p_hooks *hooks) { n->hooks = *hooks; }
 
@@ -287,6 +288,7 @@ static int apply_next_commit(node *n) {
         halt(n, "applying a committed block failed", rc);
         return 0;
     }
+    n->metrics.blocks_consensus++;
     after_commit(n, &b, mono_s() - t0);
     followup_push(n, FU_COMMITTED, next, &digest, 1);
     chain_block_free(&b);
@@ -527,6 +529,7 @@ int node_on_block(node *n, const uint8_t *data, size_t len) {
             chain_header_hash(&b.hdr, &digest);
             held_block *h = held_find(n->commits, NODE_PENDING_COMMITS_MAX, b.hdr.height);
             if (h) held_free(h);
+            n->metrics.blocks_synced++;
             after_commit(n, &b, mono_s() - t0);
             if (n->rep) followup_push(n, FU_COMMITTED, b.hdr.height, &digest, 1);
             while (apply_next_commit(n)) {

@@ -63,7 +63,9 @@ typedef struct {
     uint64_t txs_admitted;
     uint64_t txs_committed;
     uint64_t txs_rejected;
-    uint64_t blocks_committed;
+    uint64_t blocks_committed;       /* every block applied: consensus + sync */
+    uint64_t blocks_consensus;       /* committed by our replica (COMMIT) */
+    uint64_t blocks_synced;          /* applied from block sync */
     uint64_t blocks_proposed;
     uint64_t http_status[NODE_HTTP_STATUS_MAX - NODE_HTTP_STATUS_MIN + 1];
     uint64_t http_conns_refused;
@@ -201,6 +203,8 @@ node__rejects *node__get_rejects(const node *n);
 node__metrics *node__get_metrics(node *n);
 node__http *node__get_http(const node *n);
 node__audit *node__get_audit(const node *n);
+/* The peer transport (node/p2p.h), NULL once the node is stopping. */
+struct node_p2p *node__get_p2p(const node *n);
 size_t node__peers(const node *n, uint32_t *out, size_t max);
 uint64_t node__now_s(void);
 uint64_t node__now_ms(void);

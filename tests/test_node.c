@@ -31,6 +31,7 @@
 
 #include "node/node.h"
 #include "node/node_int.h"
+#include "node/p2p.h"
 
 #define CHAIN_ID "consent-test"
 #define PASS "test passphrase"
@@ -388,6 +389,96 @@ START_TEST(status_metrics_and_unknown_routes) {
     expect_error(&r, 405);
     request(&r, "DELETE", "/v1/blocks/1", NULL, "", 0);
     expect_error(&r, 405);
+}
+END_TEST
+
+/* The value of an unlabelled series in a /metrics body, or -1 if absent. */
+static long long metric(const char *body, const char *name) {
+    char key[128];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *at = strstr(body, key);
+    return at ? strtoll(at + strlen(key), NULL, 10) : -1;
+}
+
+static long long metric_now(const char *name) {
+    response r;
+    request(&r, "GET", "/metrics", NULL, "", 0);
+    ck_assert_int_eq(r.status, 200);
+    long long v = metric(r.body, name);
+    free_resp(&r);
+    return v;
+}
+
+/* Every documented series is there; blocks, consensus commits, synced
+ * blocks, committed txs and view changes are distinct series; the p2p
+ * counters move with what happens on the p2p port. */
+START_TEST(metrics_series_are_distinct_and_count_p2p) {
+    static const char *names[] = {
+        "consent_height", "consent_view", "consent_mempool_size", "consent_peers",
+        "consent_http_connections", "consent_event_streams", "consent_txs_admitted_total",
+        "consent_txs_committed_total", "consent_txs_rejected_total", "consent_blocks_committed_total",
+        "consent_commits_total", "consent_blocks_synced_total", "consent_blocks_proposed_total",
+        "consent_view_changes_total", "consent_dropped_messages_total", "consent_persists_total",
+        "consent_p2p_validators_connected", "consent_p2p_full_nodes_connected",
+        "consent_p2p_dial_failures_total", "consent_p2p_connections_refused_total",
+        "consent_p2p_handshake_failures_total", "consent_p2p_dropped_frames_total",
+        "consent_p2p_send_queue_overflows_total", "consent_p2p_gossip_received_total",
+        "consent_p2p_gossip_duplicates_total", "consent_p2p_gossip_relayed_total",
+        "consent_p2p_blocks_served_total", "consent_p2p_blocks_received_total",
+        "consent_http_connections_refused_total", "consent_block_apply_seconds_count",
+    };
+    response r;
+    request(&r, "GET", "/metrics", NULL, "", 0);
+    ck_assert_int_eq(r.status, 200);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        ck_assert_msg(metric(r.body, names[i]) >= 0, "series %s missing", names[i]);
+        char type[160];
+        snprintf(type, sizeof(type), "# TYPE %s ", names[i]);
+        if (!strstr(names[i], "_seconds_")) ck_assert_msg(strstr(r.body, type), "no TYPE for %s", names[i]);
+    }
+    ck_assert_ptr_nonnull(strstr(r.body, "consent_p2p_connections_total{direction=\"in\"} 0"));
+    ck_assert_ptr_nonnull(strstr(r.body, "consent_p2p_block_requests_total{direction=\"out\"} 0"));
+    ck_assert_int_eq(metric(r.body, "consent_p2p_handshake_failures_total"), 0);
+    free_resp(&r);
+
+    /* Plain text on the TLS p2p port: a handshake failure, counted. */
+    int port = node_p2p_listen_port(node__get_p2p(F.n));
+    ck_assert_int_gt(port, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    send_all(fd, "GET / HTTP/1.0\r\n\r\n", 18);
+    long long fails = 0;
+    for (int i = 0; i < 4000 && fails < 1; i++) {
+        fails = metric_now("consent_p2p_handshake_failures_total");
+        struct timespec ts = {0, 5000000};
+        if (fails < 1) nanosleep(&ts, NULL);   /* a poll interval, not a stand-in for a condition */
+    }
+    close(fd);
+    ck_assert_int_eq(fails, 1);
+    ck_assert_int_eq(metric_now("consent_p2p_dropped_frames_total"), 0);
+
+    /* Two grants commit (one per block or both in one). */
+    uint8_t tx[CHAIN_TX_BYTES_MAX];
+    char h[65], st[32];
+    for (uint64_t nonce = 1; nonce <= 2; nonce++) {
+        size_t len = make_grant(tx, CHAIN_ID, nonce, "Observation");
+        submit_ok(h, tx, len);
+        ck_assert_str_eq(wait_final(st, h), "committed");
+    }
+    request(&r, "GET", "/metrics", NULL, "", 0);
+    long long blocks = metric(r.body, "consent_blocks_committed_total");
+    ck_assert_int_eq(metric(r.body, "consent_height"), blocks);
+    ck_assert(blocks == 1 || blocks == 2);
+    ck_assert_int_eq(metric(r.body, "consent_commits_total"), blocks);   /* all by consensus */
+    ck_assert_int_eq(metric(r.body, "consent_blocks_synced_total"), 0);
+    ck_assert_int_eq(metric(r.body, "consent_blocks_proposed_total"), blocks);
+    ck_assert_int_eq(metric(r.body, "consent_txs_committed_total"), 2);
+    ck_assert_int_eq(metric(r.body, "consent_txs_admitted_total"), 2);
+    ck_assert_int_eq(metric(r.body, "consent_view_changes_total"), 0);
+    ck_assert_int_eq(metric(r.body, "consent_p2p_validators_connected"), 0);   /* n = 1 */
+    free_resp(&r);
 }
 END_TEST
 
@@ -985,6 +1076,7 @@ static Suite *node_suite(void) {
     tcase_add_checked_fixture(live, setup, teardown);
     tcase_set_timeout(live, 120);
     tcase_add_test(live, status_metrics_and_unknown_routes);
+    tcase_add_test(live, metrics_series_are_distinct_and_count_p2p);
     tcase_add_test(live, grant_commits_and_every_read_route_answers);
     tcase_add_test(live, json_submission_and_bad_bodies);
     tcase_add_test(live, bad_signature_wrong_chain_unknown_code_refused);
