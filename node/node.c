@@ -707,7 +707,10 @@ static int create_p2p(node *n, char *err, size_t errlen) {
     pc.loop = n->loop;
     pc.genesis = n->genesis;
     pc.key = n->key;
-    pc.listen_addr = n->cfg.p2p_listen[0] ? n->cfg.p2p_listen : NULL;
+    /* A full node only dials: validators never dial it and full nodes do
+     * not link to each other, so a listener would serve nobody (and the
+     * default address could clash with a validator on the same host). */
+    pc.listen_addr = n->key && n->cfg.p2p_listen[0] ? n->cfg.p2p_listen : NULL;
     pc.accept_full_nodes = 1;
     pc.log = &n->lg;
     node_p2p_callbacks_for_node(&pc.cb);

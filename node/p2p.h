@@ -369,6 +369,7 @@ struct node_p2p {
     uint32_t sync_count;
     uint32_t sync_rr;             /* round-robin start among peers */
     uint64_t sync_hold_until;     /* loop time; no automatic request before */
+    int delivering;               /* inside cb.on_blocks: no new request yet */
     int stuck;                    /* a peer is ahead of stuck_height (validator) */
     uint64_t stuck_height;        /* our height when that was first seen */
     uint64_t stuck_since;         /* loop time it was first seen */

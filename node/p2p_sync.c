@@ -105,7 +105,7 @@ static uint64_t validator_lag(node_p2p *p) {
 }
 
 static void sync_check(node_p2p *p) {
-    if (p->stopping || p->sync_peer != NODE_P2P_NO_PEER) return;
+    if (p->stopping || p->delivering || p->sync_peer != NODE_P2P_NO_PEER) return;
     if (uv_now(p->loop) < p->sync_hold_until || p->height == UINT64_MAX) return;
     uint64_t lag = p->self_index >= 0 ? validator_lag(p) : 1;
     uint64_t from = p->height + 1;
@@ -228,11 +228,22 @@ void node__p2p_on_blocks(node__p2p_conn *c, const node__p2p_msg *m) {
     uv_timer_stop(&p->sync_timer);
     p->st.blocks_received += m->n_blocks;
     uint64_t before = p->height;
-    if (m->n_blocks > 0 && p->cb.on_blocks)
+    /* The node applies the blocks one by one and announces each new height
+     * (node_p2p_set_height) from inside the callback; asking for the rest
+     * of this very response there would fetch it twice, and the second,
+     * stale answer would then look useless and hold sync back. So the next
+     * request waits until the whole response is delivered. */
+    if (m->n_blocks > 0 && p->cb.on_blocks) {
+        p->delivering = 1;
         p->cb.on_blocks(p->arg, c->peer, m->height, m->blocks, m->block_lens, m->n_blocks);
+        p->delivering = 0;
+    }
     if (p->stopping) return;
-    if (p->height > before || p->sync_peer != NODE_P2P_NO_PEER) {
-        sync_check(p);   /* (a no-op if a callback already sent the next request) */
+    /* Moved, or overtaken while in flight (we hold all its blocks already):
+     * fine. Only an answer that left us short of what it claimed holds. */
+    int stale = m->n_blocks > 0 && p->height >= m->height + m->n_blocks - 1;
+    if (p->height > before || stale || p->sync_peer != NODE_P2P_NO_PEER) {
+        sync_check(p);
         return;
     }
     p->sync_rr = (c->peer + 1) % p->g->n_validators;

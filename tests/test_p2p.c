@@ -37,7 +37,7 @@ typedef struct {
     int n_tx;
     int accept_tx;
     uint64_t serve_height;   /* get_block answers "block-<h>" up to this */
-    int apply;               /* on_blocks advances our height */
+    int apply;               /* on_blocks advances our height (2: block by block) */
     int n_blocks;
     uint64_t got[256];
     int got_ok;              /* every block had the expected bytes */
@@ -95,7 +95,9 @@ static void on_blocks(void *arg, uint32_t from, uint64_t from_height, const uint
         if ((size_t)wn != lens[i] || memcmp(want, blocks[i], lens[i]) != 0) t->got_ok = 0;
         if (t->n_blocks < 256) t->got[t->n_blocks++] = from_height + i;
     }
-    if (t->apply) node_p2p_set_height(t->p, from_height + n - 1);
+    if (t->apply == 1) node_p2p_set_height(t->p, from_height + n - 1);
+    /* apply == 2: like the node, announce each block's height as it lands. */
+    for (size_t i = 0; t->apply == 2 && i < n; i++) node_p2p_set_height(t->p, from_height + i);
 }
 
 static void on_peer(void *arg, uint32_t peer, int up) {
@@ -942,6 +944,42 @@ START_TEST(test_moving_validator_does_not_sync) {
 }
 END_TEST
 
+/* A node announces each block of a response as it applies it; that must not
+ * make the transport ask for the rest of the same response again (the
+ * second, stale answer used to hold sync back for a second). */
+START_TEST(test_one_request_per_response) {
+    tnet *net = net_new(4);
+    for (int i = 0; i < 4; i++) start(net, i, 1);
+    node_p2p_config c = node_cfg(net, &net->n[5], NULL, 0);
+    start_cfg(net, 5, &c, 0);
+    net->n[5].apply = 2;
+    connect_all(net, 4);
+    int up[] = {0, 5};
+    ck_assert(run_until(net, full_node_up, up, WAIT_MS));
+    for (int i = 0; i < 4; i++) {
+        net->n[i].serve_height = 3;
+        node_p2p_set_height(net->n[i].p, 3);
+    }
+    int b3[] = {5, 3};
+    ck_assert(run_until(net, blocks_at_least, b3, WAIT_MS));
+    run_for(net, 100);
+    ck_assert_int_eq(net->n[5].n_blocks, 3);
+    ck_assert_uint_eq(stats(net, 5).block_requests_out, 1);
+    ck_assert_uint_eq(stats(net, 5).unsolicited_responses, 0);
+    /* The next block comes by the next request, with no hold in between. */
+    for (int i = 0; i < 4; i++) {
+        net->n[i].serve_height = 4;
+        node_p2p_set_height(net->n[i].p, 4);
+    }
+    int b4[] = {5, 4};
+    ck_assert(run_until(net, blocks_at_least, b4, WAIT_MS));
+    ck_assert_uint_eq(stats(net, 5).block_requests_out, 2);
+    for (int i = 0; i < 4; i++) ck_assert_uint_eq(net->n[5].got[i], (uint64_t)i + 1);
+    ck_assert(net->n[5].got_ok);
+    net_free(net);
+}
+END_TEST
+
 START_TEST(test_send_queue_overflow_drops_link) {
     tnet *net = net_new(2);
     node_p2p_config c = node_cfg(net, &net->n[0], NULL, 0);
@@ -1242,6 +1280,7 @@ int main(void) {
     tcase_add_test(sync, test_fetch_syncs_a_validator_below_the_lag);
     tcase_add_test(sync, test_stuck_validator_below_the_lag_syncs);
     tcase_add_test(sync, test_moving_validator_does_not_sync);
+    tcase_add_test(sync, test_one_request_per_response);
     suite_add_tcase(s, sync);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
