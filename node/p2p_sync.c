@@ -16,10 +16,14 @@
  * for a view timeout would leave the node behind for seconds, or forever
  * when nothing else happens. Syncing a block consensus would also have
  * committed costs only bandwidth: its certificate is verified either way,
- * and the replica is told it is committed. One request is in flight at a time; an
- * unanswered one times out and the next peer is tried; a response that did
- * not move our height holds automatic requests for NODE_P2P_SYNC_RETRY_MS,
- * so a peer serving useless blocks cannot make us spin.
+ * and the replica is told it is committed.
+ *
+ * One request is in flight at a time, and the next one is sent only once
+ * the whole response has been handed to the node. An unanswered request
+ * times out and the next peer is tried; a response that did not move our
+ * height and does not hold blocks we already have (none, or blocks that do
+ * not apply) holds automatic requests for NODE_P2P_SYNC_RETRY_MS, so a
+ * peer serving useless blocks cannot make us spin.
  */
 #include <assert.h>
 #include <inttypes.h>
