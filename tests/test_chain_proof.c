@@ -17,180 +17,20 @@
 
 #include "chain/chain.h"
 #include "chain/chain_internal.h"
+#include "chain_fixture.h"
 
 #define CID "consent-proof"
-#define GEN_MS 1795000000000ull
-#define KEYS_MAX 256
 #define K_GW 200
 #define K_LAB 201
 
 /* ------------------------------------------------------------------ fixture */
 
-typedef struct {
-    char dir[64];
-    chain_genesis *g;
-    chain_store *st;
-    uint64_t time_ms;
-    uint64_t nonce[KEYS_MAX];
-    chain_key *keys[KEYS_MAX];
-} fx;
-
-static chain_key *key_n(fx *f, unsigned n)
-{
-    ck_assert_uint_lt(n, KEYS_MAX);
-    if (f->keys[n] == NULL) {
-        uint8_t sec[32] = {0};
-        sec[29] = 9;
-        sec[30] = (uint8_t)(n >> 8);
-        sec[31] = (uint8_t)(n + 1);
-        f->keys[n] = chain_key_create(sec);
-        ck_assert_ptr_nonnull(f->keys[n]);
-    }
-    return f->keys[n];
-}
-
-static chain_pubkey pub_n(fx *f, unsigned n)
-{
-    chain_pubkey p;
-    chain_key_pubkey(key_n(f, n), &p);
-    return p;
-}
-
-static chain_genesis *genesis_make(fx *f, const char *chain_id, unsigned n_validators)
-{
-    char js[4096], hex[65];
-    size_t off = (size_t)snprintf(js, sizeof js, "{\"chain_id\":\"%s\",\"time_ms\":%llu,\"validators\":[",
-                                  chain_id, (unsigned long long)GEN_MS);
-    for (unsigned i = 0; i < n_validators; i++) {
-        chain_pubkey p = pub_n(f, 100 + i);
-        chain_hex(hex, p.b, 32);
-        off += (size_t)snprintf(js + off, sizeof js - off,
-                                "%s{\"name\":\"hospital-%u\",\"key\":\"%s\",\"p2p\":\"127.0.0.1:%u\"}",
-                                i ? "," : "", i, hex, 7800 + i);
-    }
-    off += (size_t)snprintf(js + off, sizeof js - off, "],\"institutions\":[");
-    for (unsigned i = 0; i < 2; i++) {
-        chain_pubkey p = pub_n(f, 200 + i);
-        chain_hex(hex, p.b, 32);
-        off += (size_t)snprintf(js + off, sizeof js - off,
-                                "%s{\"name\":\"inst-%u\",\"key\":\"%s\",\"roles\":[\"gateway\",\"grantee\"]}",
-                                i ? "," : "", i, hex);
-    }
-    snprintf(js + off, sizeof js - off, "]}");
-    chain_genesis *g = malloc(sizeof *g);
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(chain_genesis_parse(g, js, strlen(js)), 0);
-    return g;
-}
+static const char *const fx_roles[2] = {"[\"gateway\",\"grantee\"]", "[\"gateway\",\"grantee\"]"};
+static const fx_spec fx_proof = {CID, "/tmp/chain_proof_XXXXXX", 9, 4, 2, fx_roles};
 
 static fx *fx_open(void)
 {
-    fx *f = calloc(1, sizeof *f);
-    ck_assert_ptr_nonnull(f);
-    strcpy(f->dir, "/tmp/chain_proof_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(f->dir));
-    f->g = genesis_make(f, CID, 4);
-    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
-    f->time_ms = GEN_MS;
-    return f;
-}
-
-static void fx_close(fx *f)
-{
-    char cmd[128];
-    chain_store_close(f->st);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    ck_assert_int_eq(system(cmd), 0);
-    for (unsigned i = 0; i < KEYS_MAX; i++) chain_key_destroy(f->keys[i]);
-    free(f->g);
-    free(f);
-}
-
-/* Signs b's certificate with validators 100..100+n-1. */
-static void sign_cert(fx *f, chain_block *b, unsigned n)
-{
-    chain_hash bh, msg;
-    chain_header_hash(&b->hdr, &bh);
-    b->cert.view = b->hdr.view;
-    b->cert.height = b->hdr.height;
-    b->cert.block_hash = bh;
-    b->cert.n_sigs = n;
-    chain_commit_sighash(&msg, CID, b->cert.view, b->cert.height, &bh);
-    for (unsigned i = 0; i < n; i++) {
-        b->cert.sigs[i].validator = pub_n(f, 100 + i);
-        ck_assert_int_eq(chain_sign(key_n(f, 100 + i), &b->cert.sigs[i].sig, &msg), 0);
-    }
-}
-
-/* Signs tx with signer's next nonce and commits it in a certified block. */
-static chain_hash submit(fx *f, chain_tx *t, unsigned signer)
-{
-    uint8_t buf[CHAIN_TX_BYTES_MAX];
-    size_t n = 0;
-    chain_hash id;
-    t->nonce = ++f->nonce[signer];
-    ck_assert_int_eq(chain_tx_sign(t, key_n(f, signer)), 0);
-    ck_assert_int_eq(chain_tx_encode(buf, sizeof buf, &n, t), 0);
-    chain_tx_hash(&id, buf, n);
-    chain_exec *ex = NULL;
-    chain_block b;
-    chain_block_init(&b);
-    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
-    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
-    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
-    sign_cert(f, &b, 3);
-    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
-    chain_exec_abort(ex);
-    chain_block_free(&b);
-    f->time_ms += 1000;
-    return id;
-}
-
-static uint64_t now_s(fx *f)
-{
-    return f->time_ms / 1000;
-}
-
-static chain_hash grant(fx *f, unsigned patient, unsigned grantee, const char *scope,
-                        const char *purpose, uint64_t days)
-{
-    chain_tx t;
-    memset(&t, 0, sizeof t);
-    strcpy(t.chain_id, CID);
-    t.type = CHAIN_TX_GRANT;
-    t.created_at = now_s(f) + 1;
-    t.body.grant.patient = pub_n(f, patient);
-    t.body.grant.grantee = pub_n(f, grantee);
-    t.body.grant.n_scopes = 1;
-    strcpy(t.body.grant.scopes[0].s, scope);
-    t.body.grant.n_purposes = 1;
-    strcpy(t.body.grant.purposes[0].s, purpose);
-    t.body.grant.not_before = now_s(f) - 10;
-    t.body.grant.not_after = now_s(f) + days * 86400;
-    return submit(f, &t, patient);
-}
-
-static void revoke_grant(fx *f, unsigned patient, const chain_hash *id)
-{
-    chain_tx t;
-    memset(&t, 0, sizeof t);
-    strcpy(t.chain_id, CID);
-    t.type = CHAIN_TX_REVOKE;
-    t.created_at = now_s(f) + 1;
-    t.body.revoke.grant_id = *id;
-    submit(f, &t, patient);
-}
-
-static chain_check_query query(fx *f, unsigned patient, unsigned grantee, const char *scope,
-                               const char *purpose, uint64_t at)
-{
-    chain_check_query q;
-    q.patient = pub_n(f, patient);
-    q.grantee = pub_n(f, grantee);
-    q.scope = scope;
-    q.purpose = purpose;
-    q.at_s = at;
-    return q;
+    return fx_open_spec(&fx_proof);
 }
 
 static void prove(fx *f, chain_check_proof *p, unsigned patient, unsigned grantee)
@@ -222,11 +62,11 @@ static void recode_cert(chain_check_proof *p, void (*edit)(chain_cert *c))
 START_TEST(test_permit_verifies)
 {
     fx *f = fx_open();
-    chain_hash id = grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_hash id = fx_grant(f, 1, K_GW, "Observation", "TREAT", 1);
     chain_check_proof p;
     prove(f, &p, 1, K_GW);
     ck_assert_uint_gt(p.pair_list_len, 0);
-    chain_check_query q = query(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_query q = fx_query(f, 1, K_GW, "Observation", "TREAT", now_s(f));
     chain_check_result r;
     char why[160];
     ck_assert_int_eq(verify(f, &r, why, &q, &p, 1), 0);
@@ -246,9 +86,9 @@ END_TEST
 START_TEST(test_deny_verifies_same_as_check)
 {
     fx *f = fx_open();
-    grant(f, 1, K_GW, "Observation", "TREAT", 1);
-    chain_hash id2 = grant(f, 2, K_GW, "Observation", "TREAT", 1);
-    revoke_grant(f, 2, &id2);
+    fx_grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_hash id2 = fx_grant(f, 2, K_GW, "Observation", "TREAT", 1);
+    fx_revoke(f, 2, &id2);
     uint64_t now = now_s(f);
     static const struct {
         unsigned patient, grantee;
@@ -266,7 +106,7 @@ START_TEST(test_deny_verifies_same_as_check)
         {1, K_LAB, "Observation", "TREAT", 0, CHAIN_DENY, "no grant from this patient to this grantee"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        chain_check_query q = query(f, cases[i].patient, cases[i].grantee, cases[i].scope,
+        chain_check_query q = fx_query(f, cases[i].patient, cases[i].grantee, cases[i].scope,
                                     cases[i].purpose, now + cases[i].at_plus);
         chain_check_result want, got;
         ck_assert_int_eq(chain_check(f->st, &want, &q.patient, &q.grantee, q.scope, q.purpose, q.at_s), 0);
@@ -302,10 +142,10 @@ typedef struct {
 static void t_open(tfx *t)
 {
     t->f = fx_open();
-    grant(t->f, 1, K_GW, "Observation", "TREAT", 1);
-    grant(t->f, 2, K_GW, "Observation", "TREAT", 1);
+    fx_grant(t->f, 1, K_GW, "Observation", "TREAT", 1);
+    fx_grant(t->f, 2, K_GW, "Observation", "TREAT", 1);
     prove(t->f, &t->p, 1, K_GW);
-    t->q = query(t->f, 1, K_GW, "Observation", "TREAT", now_s(t->f));
+    t->q = fx_query(t->f, 1, K_GW, "Observation", "TREAT", now_s(t->f));
     ck_assert_int_eq(verify(t->f, &t->r, t->why, &t->q, &t->p, 0), 0);
     ck_assert_int_eq(t->r.decision, CHAIN_PERMIT);
     memset(&t->r, 0xA5, sizeof t->r);
@@ -571,7 +411,7 @@ static int stop_access(void *arg, const chain_access_summary *a)
 START_TEST(test_patient_access_listing)
 {
     fx *f = fx_open();
-    chain_hash gid = grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_hash gid = fx_grant(f, 1, K_GW, "Observation", "TREAT", 1);
     chain_pubkey p1 = pub_n(f, 1), p2 = pub_n(f, 2);
     chain_access_summary got;
     memset(&got, 0, sizeof got);
@@ -586,7 +426,7 @@ START_TEST(test_patient_access_listing)
     strcpy(t.body.access_record.scope.s, "Observation");
     strcpy(t.body.access_record.purpose.s, "TREAT");
     t.body.access_record.request_hash.b[3] = 9;
-    chain_hash rec = submit(f, &t, K_GW);
+    chain_hash rec = fx_submit(f, &t, K_GW);
     ck_assert_int_eq(chain_store_patient_access(f->st, &p1, count_access, &got), 0);
     ck_assert_uint_eq(got.height, 1000 + 2);
     ck_assert_mem_eq(got.tx_id.b, rec.b, 32);

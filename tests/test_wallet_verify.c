@@ -16,181 +16,21 @@
 #include <unistd.h>
 
 #include "wallet/wallet.h"
+#include "chain_fixture.h"
 
 #define CID "consent-proof"
-#define GEN_MS 1795000000000ull
-#define KEYS_MAX 256
 #define K_GW 200
 #define K_LAB 201
 #define K_PAT 7
 
 /* ------------------------------------------------------------------ fixture */
 
-typedef struct {
-    char dir[64];
-    chain_genesis *g;
-    chain_store *st;
-    uint64_t time_ms;
-    uint64_t nonce[KEYS_MAX];
-    chain_key *keys[KEYS_MAX];
-} fx;
-
-static chain_key *key_n(fx *f, unsigned n)
-{
-    ck_assert_uint_lt(n, KEYS_MAX);
-    if (f->keys[n] == NULL) {
-        uint8_t sec[32] = {0};
-        sec[29] = 9;
-        sec[30] = (uint8_t)(n >> 8);
-        sec[31] = (uint8_t)(n + 1);
-        f->keys[n] = chain_key_create(sec);
-        ck_assert_ptr_nonnull(f->keys[n]);
-    }
-    return f->keys[n];
-}
-
-static chain_pubkey pub_n(fx *f, unsigned n)
-{
-    chain_pubkey p;
-    chain_key_pubkey(key_n(f, n), &p);
-    return p;
-}
-
-static chain_genesis *genesis_make(fx *f, const char *chain_id, unsigned n_validators)
-{
-    char js[4096], hex[65];
-    size_t off = (size_t)snprintf(js, sizeof js, "{\"chain_id\":\"%s\",\"time_ms\":%llu,\"validators\":[",
-                                  chain_id, (unsigned long long)GEN_MS);
-    for (unsigned i = 0; i < n_validators; i++) {
-        chain_pubkey p = pub_n(f, 100 + i);
-        chain_hex(hex, p.b, 32);
-        off += (size_t)snprintf(js + off, sizeof js - off,
-                                "%s{\"name\":\"hospital-%u\",\"key\":\"%s\",\"p2p\":\"127.0.0.1:%u\"}",
-                                i ? "," : "", i, hex, 7800 + i);
-    }
-    off += (size_t)snprintf(js + off, sizeof js - off, "],\"institutions\":[");
-    for (unsigned i = 0; i < 2; i++) {
-        chain_pubkey p = pub_n(f, 200 + i);
-        chain_hex(hex, p.b, 32);
-        off += (size_t)snprintf(js + off, sizeof js - off,
-                                "%s{\"name\":\"inst-%u\",\"key\":\"%s\",\"roles\":[\"gateway\",\"grantee\"]}",
-                                i ? "," : "", i, hex);
-    }
-    snprintf(js + off, sizeof js - off, "]}");
-    chain_genesis *g = malloc(sizeof *g);
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(chain_genesis_parse(g, js, strlen(js)), 0);
-    return g;
-}
+static const char *const fx_roles[2] = {"[\"gateway\",\"grantee\"]", "[\"gateway\",\"grantee\"]"};
+static const fx_spec fx_proof = {CID, "/tmp/chain_proof_XXXXXX", 9, 4, 2, fx_roles};
 
 static fx *fx_open(void)
 {
-    fx *f = calloc(1, sizeof *f);
-    ck_assert_ptr_nonnull(f);
-    strcpy(f->dir, "/tmp/chain_proof_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(f->dir));
-    f->g = genesis_make(f, CID, 4);
-    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
-    f->time_ms = GEN_MS;
-    return f;
-}
-
-static void fx_close(fx *f)
-{
-    char cmd[128];
-    chain_store_close(f->st);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    ck_assert_int_eq(system(cmd), 0);
-    for (unsigned i = 0; i < KEYS_MAX; i++) chain_key_destroy(f->keys[i]);
-    free(f->g);
-    free(f);
-}
-
-/* Signs b's certificate with validators 100..100+n-1. */
-static void sign_cert(fx *f, chain_block *b, unsigned n)
-{
-    chain_hash bh, msg;
-    chain_header_hash(&b->hdr, &bh);
-    b->cert.view = b->hdr.view;
-    b->cert.height = b->hdr.height;
-    b->cert.block_hash = bh;
-    b->cert.n_sigs = n;
-    chain_commit_sighash(&msg, CID, b->cert.view, b->cert.height, &bh);
-    for (unsigned i = 0; i < n; i++) {
-        b->cert.sigs[i].validator = pub_n(f, 100 + i);
-        ck_assert_int_eq(chain_sign(key_n(f, 100 + i), &b->cert.sigs[i].sig, &msg), 0);
-    }
-}
-
-/* Signs tx with signer's next nonce and commits it in a certified block. */
-static chain_hash submit(fx *f, chain_tx *t, unsigned signer)
-{
-    uint8_t buf[CHAIN_TX_BYTES_MAX];
-    size_t n = 0;
-    chain_hash id;
-    t->nonce = ++f->nonce[signer];
-    ck_assert_int_eq(chain_tx_sign(t, key_n(f, signer)), 0);
-    ck_assert_int_eq(chain_tx_encode(buf, sizeof buf, &n, t), 0);
-    chain_tx_hash(&id, buf, n);
-    chain_exec *ex = NULL;
-    chain_block b;
-    chain_block_init(&b);
-    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
-    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
-    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
-    sign_cert(f, &b, 3);
-    ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
-    chain_exec_abort(ex);
-    chain_block_free(&b);
-    f->time_ms += 1000;
-    return id;
-}
-
-static uint64_t now_s(fx *f)
-{
-    return f->time_ms / 1000;
-}
-
-static chain_hash grant(fx *f, unsigned patient, unsigned grantee, const char *scope,
-                        const char *purpose, uint64_t days)
-{
-    chain_tx t;
-    memset(&t, 0, sizeof t);
-    strcpy(t.chain_id, CID);
-    t.type = CHAIN_TX_GRANT;
-    t.created_at = now_s(f) + 1;
-    t.body.grant.patient = pub_n(f, patient);
-    t.body.grant.grantee = pub_n(f, grantee);
-    t.body.grant.n_scopes = 1;
-    strcpy(t.body.grant.scopes[0].s, scope);
-    t.body.grant.n_purposes = 1;
-    strcpy(t.body.grant.purposes[0].s, purpose);
-    t.body.grant.not_before = now_s(f) - 10;
-    t.body.grant.not_after = now_s(f) + days * 86400;
-    return submit(f, &t, patient);
-}
-
-static void revoke_grant(fx *f, unsigned patient, const chain_hash *id)
-{
-    chain_tx t;
-    memset(&t, 0, sizeof t);
-    strcpy(t.chain_id, CID);
-    t.type = CHAIN_TX_REVOKE;
-    t.created_at = now_s(f) + 1;
-    t.body.revoke.grant_id = *id;
-    submit(f, &t, patient);
-}
-
-static chain_check_query query(fx *f, unsigned patient, unsigned grantee, const char *scope,
-                               const char *purpose, uint64_t at)
-{
-    chain_check_query q;
-    q.patient = pub_n(f, patient);
-    q.grantee = pub_n(f, grantee);
-    q.scope = scope;
-    q.purpose = purpose;
-    q.at_s = at;
-    return q;
+    return fx_open_spec(&fx_proof);
 }
 
 /* ------------------------------------------------------------------ answers */
@@ -229,8 +69,8 @@ static json_t *answer(fx *f, unsigned grantee, const char *scope, const char *pu
 static fx *with_grant(void)
 {
     fx *f = fx_open();
-    grant(f, K_PAT, K_GW, "Observation", "TREAT", 30);
-    grant(f, K_PAT, K_LAB, "Condition", "HRESCH", 30);
+    fx_grant(f, K_PAT, K_GW, "Observation", "TREAT", 30);
+    fx_grant(f, K_PAT, K_LAB, "Condition", "HRESCH", 30);
     return f;
 }
 
@@ -253,7 +93,7 @@ static void flip(json_t *a, const char *key)
 START_TEST(permit_and_deny_verify)
 {
     fx *f = with_grant();
-    chain_check_query q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_query q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     chain_check_result r;
     char err[WALLET_ERR_LEN] = "";
     json_t *a = answer(f, K_GW, "Observation", "TREAT", now_s(f));
@@ -262,7 +102,7 @@ START_TEST(permit_and_deny_verify)
     ck_assert_uint_eq(r.height, chain_store_height(f->st));
     json_decref(a);
 
-    q = query(f, K_PAT, K_GW, "ImagingStudy", "TREAT", now_s(f));
+    q = fx_query(f, K_PAT, K_GW, "ImagingStudy", "TREAT", now_s(f));
     a = answer(f, K_GW, "ImagingStudy", "TREAT", now_s(f));
     ck_assert_msg(wallet_check_verify(&r, err, f->g, a, &q, chain_store_height(f->st)) == 0, "%s", err);
     ck_assert_int_eq(r.decision, CHAIN_DENY);
@@ -270,7 +110,7 @@ START_TEST(permit_and_deny_verify)
     json_decref(a);
 
     /* No grant at all for this pair: the absence proof verifies as a deny. */
-    q = query(f, K_PAT, 100, "Observation", "TREAT", now_s(f));
+    q = fx_query(f, K_PAT, 100, "Observation", "TREAT", now_s(f));
     a = answer(f, 100, "Observation", "TREAT", now_s(f));
     ck_assert_msg(wallet_check_verify(&r, err, f->g, a, &q, 0) == 0, "%s", err);
     ck_assert_int_eq(r.decision, CHAIN_DENY);
@@ -282,13 +122,13 @@ END_TEST
 START_TEST(a_revocation_verifies_as_deny)
 {
     fx *f = fx_open();
-    chain_hash id = grant(f, K_PAT, K_GW, "Observation", "TREAT", 30);
+    chain_hash id = fx_grant(f, K_PAT, K_GW, "Observation", "TREAT", 30);
     chain_check_query q;
     chain_check_result r;
     char err[WALLET_ERR_LEN] = "";
     json_t *a;
-    revoke_grant(f, K_PAT, &id);
-    q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    fx_revoke(f, K_PAT, &id);
+    q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     a = answer(f, K_GW, "Observation", "TREAT", now_s(f));
     ck_assert_msg(wallet_check_verify(&r, err, f->g, a, &q, 0) == 0, "%s", err);
     ck_assert_int_eq(r.decision, CHAIN_DENY);
@@ -301,7 +141,7 @@ END_TEST
 START_TEST(the_node_is_held_to_its_word)
 {
     fx *f = with_grant();
-    chain_check_query q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_query q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     chain_check_result r, untouched;
     char err[WALLET_ERR_LEN] = "";
     json_t *a = answer(f, K_GW, "Observation", "TREAT", now_s(f));
@@ -329,7 +169,7 @@ START_TEST(tampered_parts_are_refused)
 {
     static const char *const parts[] = {"pair_list", "smt_proof", "header", "cert"};
     fx *f = with_grant();
-    chain_check_query q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_query q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     size_t i;
     for (i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         chain_check_result r;
@@ -350,17 +190,17 @@ START_TEST(stale_and_other_questions_are_refused)
 {
     fx *f = with_grant();
     uint64_t h = chain_store_height(f->st);
-    chain_check_query q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_query q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     chain_check_result r;
     char err[WALLET_ERR_LEN] = "";
     json_t *a = answer(f, K_GW, "Observation", "TREAT", now_s(f));
     ck_assert_int_eq(wallet_check_verify(&r, err, f->g, a, &q, h + 1), CHAIN_EBLOCK);
     ck_assert_ptr_nonnull(strstr(err, "verification failed: "));
     /* The proof of (patient, GW) does not answer a question about LAB. */
-    q = query(f, K_PAT, K_LAB, "Condition", "HRESCH", now_s(f));
+    q = fx_query(f, K_PAT, K_LAB, "Condition", "HRESCH", now_s(f));
     ck_assert_int_lt(wallet_check_verify(&r, err, f->g, a, &q, 0), 0);
     /* Another chain's genesis does not accept this chain's certificate. */
-    q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     {
         chain_genesis *other = genesis_make(f, "consent-other", 4);
         ck_assert_int_lt(wallet_check_verify(&r, err, other, a, &q, 0), 0);
@@ -383,7 +223,7 @@ START_TEST(malformed_proofs_are_refused)
         {"cert", "\"0g\"", "proof.cert is not lower-case hex"},
     };
     fx *f = with_grant();
-    chain_check_query q = query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_query q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     chain_check_result r;
     char err[WALLET_ERR_LEN] = "";
     size_t i;
