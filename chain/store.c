@@ -16,9 +16,19 @@
  * fsynced once per block rather than once per tx. The first open writes the
  * genesis state (its institutions) the same way.
  *
- * Reads: an LRU block cache and whole-key bloom filters make the point reads
- * of the check path cheap; RocksDB is safe for concurrent readers, and the
- * cached tip fields change only in chain__store_commit.
+ * Reads: one LRU block cache shared by all column families (512 MiB by
+ * default; the environment variable CONSENT_BLOCK_CACHE_MB sets it in MiB,
+ * 8..1048576, and any other value makes chain_store_open fail with
+ * CHAIN_EINVAL rather than run with a size nobody asked for) and whole-key
+ * bloom filters make point reads cheap. The SMT nodes are keyed by hash, so
+ * reads on a large state land on random blocks: with a 64 MiB cache and
+ * monolithic per-file index and filter blocks (hundreds of KiB each at 1M
+ * grants) most reads copied whole index/filter blocks back into the cache.
+ * Hence partitioned (two-level) indexes and filters with the top level and
+ * the L0 blocks pinned, index/filter blocks kept in the high-priority part
+ * of the cache, a hash index inside data blocks, and a larger write buffer
+ * for the state column family. RocksDB is safe for concurrent readers, and
+ * the cached tip fields change only in chain__store_commit.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -38,11 +48,16 @@ static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "
 #define META_KEY_LEN_MAX 128
 #define META_VAL_LEN_MAX (16u * 1024 * 1024)
 #define TIP_BYTES (8 + 2 * CHAIN_HASH_LEN + 8)
-#define BLOCK_CACHE_BYTES (64u * 1024 * 1024)
+#define BLOCK_CACHE_MB_DEFAULT 512u
+#define BLOCK_CACHE_MB_MIN 8u
+#define BLOCK_CACHE_MB_MAX (1024u * 1024)
+#define BLOCK_CACHE_ENV "CONSENT_BLOCK_CACHE_MB"
+#define STATE_WRITE_BUFFER_BYTES (128u * 1024 * 1024)
 
 struct chain_store {
     rocksdb_t *db;
-    rocksdb_options_t *opts;
+    rocksdb_options_t *opts;         /* DB and every column family but state */
+    rocksdb_options_t *state_opts;   /* state: larger write buffer */
     rocksdb_block_based_table_options_t *bbto;
     rocksdb_cache_t *cache;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
@@ -297,22 +312,66 @@ static int genesis_check(chain_store *st)
 
 /* ------------------------------------------------------------------ open/close */
 
-static void options_setup(chain_store *st)
+/* The block cache size in MiB from CONSENT_BLOCK_CACHE_MB, or the default
+ * when unset; CHAIN_EINVAL unless it is a plain decimal in range. */
+static int block_cache_mb(size_t *mb)
 {
+    const char *v = getenv(BLOCK_CACHE_ENV);
+    *mb = BLOCK_CACHE_MB_DEFAULT;
+    if (v == NULL) return CHAIN_OK;
+    size_t n = 0, len = strlen(v);
+    if (len == 0 || len > 7) return CHAIN_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') return CHAIN_EINVAL;
+        n = n * 10 + (size_t)(v[i] - '0');
+    }
+    if (n < BLOCK_CACHE_MB_MIN || n > BLOCK_CACHE_MB_MAX) return CHAIN_EINVAL;
+    *mb = n;
+    return CHAIN_OK;
+}
+
+static void table_setup(chain_store *st)
+{
+    st->bbto = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
+    /* Bloom filters: a miss (no grant for this pair) costs no data-block read. */
+    rocksdb_block_based_options_set_filter_policy(st->bbto, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->bbto, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(st->bbto, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(st->bbto, 1);
+    /* Two-level index and partitioned filters: a miss loads one 4 KiB
+     * partition, not a file's whole index or filter; the small top levels
+     * stay pinned. */
+    rocksdb_block_based_options_set_index_type(st->bbto, rocksdb_block_based_table_index_type_two_level_index_search);
+    rocksdb_block_based_options_set_partition_filters(st->bbto, 1);
+    rocksdb_block_based_options_set_pin_top_level_index_and_filter(st->bbto, 1);
+    rocksdb_block_based_options_set_metadata_block_size(st->bbto, 4096);
+    /* A hash index inside each data block: point reads skip the binary search. */
+    rocksdb_block_based_options_set_data_block_index_type(st->bbto,
+                                                          rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
+    rocksdb_block_based_options_set_data_block_hash_ratio(st->bbto, 0.75);
+}
+
+static int options_setup(chain_store *st)
+{
+    size_t mb;
+    int rc = block_cache_mb(&mb);
+    if (rc != CHAIN_OK) return rc;
+    st->cache = rocksdb_cache_create_lru(mb * 1024 * 1024);
+    table_setup(st);
     st->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_set_create_missing_column_families(st->opts, 1);
     rocksdb_options_set_max_open_files(st->opts, 512);
-    st->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
-    st->bbto = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_cache(st->bbto, st->cache);
-    /* Bloom filters: a miss (no grant for this pair) costs no data-block read. */
-    rocksdb_block_based_options_set_filter_policy(st->bbto, rocksdb_filterpolicy_create_bloom(10));
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->bbto, 1);
     rocksdb_options_set_block_based_table_factory(st->opts, st->bbto);
+    /* State takes most writes (grants plus tree nodes): fewer, larger L0
+     * files mean fewer files per read and less compaction. */
+    st->state_opts = rocksdb_options_create_copy(st->opts);
+    rocksdb_options_set_write_buffer_size(st->state_opts, STATE_WRITE_BUFFER_BYTES);
     st->ropts = rocksdb_readoptions_create();
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
+    return CHAIN_OK;
 }
 
 int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
@@ -329,12 +388,16 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
         return CHAIN_ENOMEM;
     }
     *st->genesis = *g;
-    options_setup(st);
+    int rc = options_setup(st);
+    if (rc != CHAIN_OK) {
+        chain_store_close(st);
+        return rc;
+    }
     const rocksdb_options_t *cf_opts[CF_COUNT];
-    for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = st->opts;
+    for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = i == CF_STATE ? st->state_opts : st->opts;
     char *err = NULL;
     st->db = rocksdb_open_column_families(st->opts, dir, CF_COUNT, cf_names, cf_opts, st->cf, &err);
-    int rc = rdb_err(err);
+    rc = rdb_err(err);
     if (rc == CHAIN_OK) rc = genesis_check(st);
     if (rc != CHAIN_OK) {
         chain_store_close(st);
@@ -353,11 +416,12 @@ void chain_store_close(chain_store *st)
         }
         rocksdb_close(st->db);
     }
-    rocksdb_readoptions_destroy(st->ropts);
-    rocksdb_writeoptions_destroy(st->wsync);
-    rocksdb_options_destroy(st->opts);
-    rocksdb_block_based_options_destroy(st->bbto);
-    rocksdb_cache_destroy(st->cache);
+    if (st->ropts != NULL) rocksdb_readoptions_destroy(st->ropts);
+    if (st->wsync != NULL) rocksdb_writeoptions_destroy(st->wsync);
+    if (st->state_opts != NULL) rocksdb_options_destroy(st->state_opts);
+    if (st->opts != NULL) rocksdb_options_destroy(st->opts);
+    if (st->bbto != NULL) rocksdb_block_based_options_destroy(st->bbto);
+    if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
     free(st->genesis);
     free(st);
 }

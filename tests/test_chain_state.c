@@ -1096,6 +1096,33 @@ START_TEST(test_store_open_errors)
 }
 END_TEST
 
+/* CONSENT_BLOCK_CACHE_MB: a valid size opens the store (and reopens it with
+ * another size); malformed or out-of-range values fail with CHAIN_EINVAL and
+ * leave the store untouched. */
+START_TEST(test_store_block_cache_env)
+{
+    fx *f = fx_open();
+    chain_store_close(f->st);
+    f->st = NULL;
+    static const char *const bad[] = {"", "abc", "12x", "-64", " 64", "7", "0", "1048577", "99999999"};
+    chain_store *st = NULL;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(setenv("CONSENT_BLOCK_CACHE_MB", bad[i], 1), 0);
+        ck_assert_msg(chain_store_open(&st, f->dir, f->g) == CHAIN_EINVAL, "accepted \"%s\"", bad[i]);
+        ck_assert_ptr_null(st);
+    }
+    ck_assert_int_eq(setenv("CONSENT_BLOCK_CACHE_MB", "8", 1), 0);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), 0);
+    chain_store_close(f->st);
+    ck_assert_int_eq(setenv("CONSENT_BLOCK_CACHE_MB", "1024", 1), 0);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    ck_assert_int_eq(unsetenv("CONSENT_BLOCK_CACHE_MB"), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), 0);
+    fx_close(f);
+}
+END_TEST
+
 /* The overlay map: replace, deletion marks, the entry bound, merge. */
 START_TEST(test_overlay_map)
 {
@@ -1230,6 +1257,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_apply_committed_needs_cert);
     tcase_add_test(tc, test_block_tx_limit);
     tcase_add_test(tc, test_store_open_errors);
+    tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
     tcase_add_test(tc, test_measure_block_of_1000_grants);
     suite_add_tcase(s, tc);
