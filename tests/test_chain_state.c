@@ -17,10 +17,9 @@
 #include "chain/chain.h"
 #include "chain/chain_internal.h"
 #include "chain/smt.h"
+#include "chain_fixture.h"
 
 #define CID "consent-test"
-#define GEN_MS 1795000000000ull
-#define KEYS_MAX 256
 #define K_GW 200
 #define K_LAB 201
 #define K_GWONLY 202
@@ -30,89 +29,12 @@
 
 /* ------------------------------------------------------------------ fixture */
 
-typedef struct {
-    char dir[64];
-    chain_genesis *g;
-    chain_store *st;
-    uint64_t time_ms;            /* time of the last block */
-    uint64_t nonce[KEYS_MAX];
-    chain_key *keys[KEYS_MAX];
-} fx;
-
-static chain_key *key_n(fx *f, unsigned n)
-{
-    ck_assert_uint_lt(n, KEYS_MAX);
-    if (f->keys[n] == NULL) {
-        uint8_t sec[32] = {0};
-        sec[29] = 7;
-        sec[30] = (uint8_t)(n >> 8);
-        sec[31] = (uint8_t)(n + 1);
-        f->keys[n] = chain_key_create(sec);
-        ck_assert_ptr_nonnull(f->keys[n]);
-    }
-    return f->keys[n];
-}
-
-static chain_pubkey pub_n(fx *f, unsigned n)
-{
-    chain_pubkey p;
-    chain_key_pubkey(key_n(f, n), &p);
-    return p;
-}
-
-static chain_genesis *genesis_make(fx *f, const char *chain_id)
-{
-    char js[4096], hex[65];
-    size_t off = (size_t)snprintf(js, sizeof js, "{\"chain_id\":\"%s\",\"time_ms\":%llu,\"validators\":[",
-                                  chain_id, (unsigned long long)GEN_MS);
-    for (unsigned i = 0; i < 4; i++) {
-        chain_pubkey p = pub_n(f, 100 + i);
-        chain_hex(hex, p.b, 32);
-        off += (size_t)snprintf(js + off, sizeof js - off,
-                                "%s{\"name\":\"hospital-%u\",\"key\":\"%s\",\"p2p\":\"127.0.0.1:%u\"}",
-                                i ? "," : "", i, hex, 7800 + i);
-    }
-    static const char *const roles[3] = {"[\"gateway\",\"grantee\"]", "[\"grantee\"]", "[\"gateway\"]"};
-    off += (size_t)snprintf(js + off, sizeof js - off, "],\"institutions\":[");
-    for (unsigned i = 0; i < 3; i++) {
-        chain_pubkey p = pub_n(f, 200 + i);
-        chain_hex(hex, p.b, 32);
-        off += (size_t)snprintf(js + off, sizeof js - off, "%s{\"name\":\"inst-%u\",\"key\":\"%s\",\"roles\":%s}",
-                                i ? "," : "", i, hex, roles[i]);
-    }
-    snprintf(js + off, sizeof js - off, "]}");
-    chain_genesis *g = malloc(sizeof *g);
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(chain_genesis_parse(g, js, strlen(js)), 0);
-    return g;
-}
+static const char *const fx_roles[3] = {"[\"gateway\",\"grantee\"]", "[\"grantee\"]", "[\"gateway\"]"};
+static const fx_spec fx_state = {CID, "/tmp/chain_state_XXXXXX", 7, 4, 3, fx_roles};
 
 static fx *fx_open(void)
 {
-    fx *f = calloc(1, sizeof *f);
-    ck_assert_ptr_nonnull(f);
-    strcpy(f->dir, "/tmp/chain_state_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(f->dir));
-    f->g = genesis_make(f, CID);
-    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
-    f->time_ms = GEN_MS;
-    return f;
-}
-
-static void rm_rf(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static void fx_close(fx *f)
-{
-    chain_store_close(f->st);
-    rm_rf(f->dir);
-    for (unsigned i = 0; i < KEYS_MAX; i++) chain_key_destroy(f->keys[i]);
-    free(f->g);
-    free(f);
+    return fx_open_spec(&fx_state);
 }
 
 /* A tx of `type` created at the next block's time. */
@@ -195,11 +117,6 @@ static chain_check_result check(fx *f, unsigned patient, unsigned grantee, const
     chain_pubkey p = pub_n(f, patient), g = pub_n(f, grantee);
     ck_assert_int_eq(chain_check(f->st, &r, &p, &g, scope, purpose, at), 0);
     return r;
-}
-
-static uint64_t now_s(fx *f)
-{
-    return f->time_ms / 1000;
 }
 
 static void revoke_tx(fx *f, chain_tx *t, const chain_hash *id)
@@ -877,7 +794,7 @@ START_TEST(test_other_genesis_refused)
     fx *f = fx_open();
     chain_store_close(f->st);
     f->st = NULL;
-    chain_genesis *other = genesis_make(f, "other-chain");
+    chain_genesis *other = genesis_make(f, "other-chain", 4);
     chain_store *st = NULL;
     ck_assert_int_eq(chain_store_open(&st, f->dir, other), CHAIN_ESTATE);
     ck_assert_ptr_null(st);
@@ -988,21 +905,6 @@ START_TEST(test_exec_block_from_another_store)
     fx_close(b);
 }
 END_TEST
-
-static void sign_cert(fx *f, chain_block *b, unsigned n_sigs)
-{
-    chain_hash bh, msg;
-    chain_header_hash(&b->hdr, &bh);
-    b->cert.view = b->hdr.view;
-    b->cert.height = b->hdr.height;
-    b->cert.block_hash = bh;
-    b->cert.n_sigs = n_sigs;
-    chain_commit_sighash(&msg, CID, b->cert.view, b->cert.height, &bh);
-    for (unsigned i = 0; i < n_sigs; i++) {
-        b->cert.sigs[i].validator = pub_n(f, 100 + i);
-        ck_assert_int_eq(chain_sign(key_n(f, 100 + i), &b->cert.sigs[i].sig, &msg), 0);
-    }
-}
 
 START_TEST(test_apply_committed_needs_cert)
 {
