@@ -32,36 +32,24 @@
 #include "node/node.h"
 #include "node/node_int.h"
 #include "node/p2p.h"
+#include "node_fixture.h"
 
 #define CHAIN_ID "consent-test"
 #define PASS "test passphrase"
 
 /* ------------------------------------------------------------------ fixture */
 typedef struct {
-    char dir[256];
+    node_fx nf;                       /* directory, loop thread, node, port */
     chain_key *val, *gw, *patient;
     const chain_key *signer;          /* signs API requests (NULL: unsigned) */
     chain_pubkey gw_pk, patient_pk;
-    uv_loop_t loop;
-    uv_async_t stop;
-    node *n;
-    pthread_t thread;
-    int port;
     uint64_t patient_nonce;
 } fixture;
 
 static fixture F;
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void make_network(uint32_t interval_ms) {
-    snprintf(F.dir, sizeof(F.dir), "/tmp/consent-node-test.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(F.dir));
+    nfx_mkdir(&F.nf, "/tmp/consent-node-test.XXXXXX");
     F.val = chain_key_create(NULL);
     F.gw = chain_key_create(NULL);
     F.patient = chain_key_create(NULL);
@@ -81,56 +69,17 @@ static void make_network(uint32_t interval_ms) {
     g->institutions[1].key = F.gw_pk;
     snprintf(g->institutions[1].name, sizeof(g->institutions[1].name), "gateway-0");
     g->institutions[1].roles = CHAIN_ROLE_GATEWAY | CHAIN_ROLE_GRANTEE;
-    char path[512], cfg[1024];
-    snprintf(path, sizeof(path), "%s/genesis.json", F.dir);
-    ck_assert_int_eq(chain_genesis_save(g, path), 0);
+    nfx_write_node(&F.nf, g, F.val, PASS, interval_ms, "warn");
     free(g);
-    snprintf(path, sizeof(path), "%s/node0", F.dir);
-    ck_assert_int_eq(mkdir(path, 0700), 0);
-    snprintf(path, sizeof(path), "%s/node0/validator.key", F.dir);
-    ck_assert_int_eq(chain_keystore_save(path, F.val, PASS), 0);
-    snprintf(path, sizeof(path), "%s/node0/passphrase", F.dir);
-    write_file(path, PASS "\n");
-    snprintf(cfg, sizeof(cfg),
-             "{\"genesis\": \"../genesis.json\", \"data_dir\": \"data\", \"key_file\": \"validator.key\","
-             " \"passphrase_file\": \"passphrase\", \"api_listen\": \"127.0.0.1:0\","
-             " \"p2p_listen\": \"127.0.0.1:0\", \"block_interval_ms\": %u, \"block_txs_max\": 100,"
-             " \"mempool_max\": 1000, \"view_timeout_ms\": 1000, \"log_level\": \"warn\"}",
-             interval_ms);
-    snprintf(path, sizeof(path), "%s/node0/config.json", F.dir);
-    write_file(path, cfg);
-}
-
-static void on_stopped(node *n, void *arg) { uv_close((uv_handle_t *)&F.stop, NULL); }
-static void on_stop(uv_async_t *a) { node_stop(F.n, on_stopped, NULL); }
-
-static void *loop_main(void *arg) {
-    uv_run(&F.loop, UV_RUN_DEFAULT);
-    return NULL;
 }
 
 static void start_node(void) {
-    char path[512], err[256];
-    node_config cfg;
-    node_config_defaults(&cfg);
-    snprintf(path, sizeof(path), "%s/node0/config.json", F.dir);
-    ck_assert_int_eq(node_config_load(&cfg, err, sizeof(err), path), 0);
-    ck_assert_int_eq(uv_loop_init(&F.loop), 0);
-    int rc = node_create(&F.n, err, sizeof(err), &F.loop, &cfg);
-    ck_assert_msg(rc == 0, "node_create: %s", err);
-    F.port = node_api_port(F.n);
-    ck_assert_int_gt(F.port, 0);
-    ck_assert_int_eq(uv_async_init(&F.loop, &F.stop, on_stop), 0);
-    ck_assert_int_eq(node_start(F.n), 0);
-    ck_assert_int_eq(pthread_create(&F.thread, NULL, loop_main, NULL), 0);
+    nfx_start(&F.nf);
+    ck_assert_int_gt(F.nf.port, 0);
 }
 
 static void stop_node(void) {
-    uv_async_send(&F.stop);
-    pthread_join(F.thread, NULL);
-    node_destroy(F.n);
-    ck_assert_int_eq(uv_loop_close(&F.loop), 0);
-    F.n = NULL;
+    nfx_stop(&F.nf);
 }
 
 static void setup_with(uint32_t interval_ms) {
@@ -144,13 +93,11 @@ static void setup(void) { setup_with(20); }
 static void setup_slow(void) { setup_with(60000); }   /* nothing commits */
 
 static void teardown(void) {
-    if (F.n) stop_node();
+    if (F.nf.n) stop_node();
     chain_key_destroy(F.val);
     chain_key_destroy(F.gw);
     chain_key_destroy(F.patient);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
-    ck_assert_int_eq(system(cmd), 0);
+    nfx_rm_dir(&F.nf);
 }
 
 /* ------------------------------------------------------------------ client */
@@ -161,19 +108,7 @@ typedef struct {
     size_t body_len;
 } response;
 
-static int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)F.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
+static int dial(void) { return nfx_dial(F.nf.port); }
 
 static void send_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
@@ -442,7 +377,7 @@ START_TEST(metrics_series_are_distinct_and_count_p2p) {
     free_resp(&r);
 
     /* Plain text on the TLS p2p port: a handshake failure, counted. */
-    int port = node_p2p_listen_port(node__get_p2p(F.n));
+    int port = node_p2p_listen_port(node__get_p2p(F.nf.n));
     ck_assert_int_gt(port, 0);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -524,7 +459,7 @@ START_TEST(grant_commits_and_every_read_route_answers) {
     chain_check_query cq = {F.patient_pk, F.gw_pk, "Condition", "TREAT", (uint64_t)time(NULL)};
     chain_check_result cr;
     char why[128];
-    ck_assert_int_eq(chain_check_verify(node_genesis(F.n), &cr, why, sizeof(why), &cq, &cp, 1), 0);
+    ck_assert_int_eq(chain_check_verify(node_genesis(F.nf.n), &cr, why, sizeof(why), &cq, &cp, 1), 0);
     ck_assert_int_eq(cr.decision, CHAIN_DENY);
     for (int i = 0; i < 4; i++) free(bufs[i]);
     json_decref(j);
@@ -554,7 +489,7 @@ START_TEST(grant_commits_and_every_read_route_answers) {
     chain_block b;
     chain_block_init(&b);
     ck_assert_int_eq(chain_block_decode(&b, (uint8_t *)r.body, r.body_len), 0);
-    ck_assert_int_eq(chain_cert_verify(&b.cert, node_genesis(F.n), &b.hdr), 0);
+    ck_assert_int_eq(chain_cert_verify(&b.cert, node_genesis(F.nf.n), &b.hdr), 0);
     ck_assert_uint_eq(b.n_txs, 1);
     chain_block_free(&b);
     free_resp(&r);
@@ -939,23 +874,23 @@ START_TEST(create_refuses_bad_setups) {
     char path[512], err[256];
     node_config cfg;
     node *n = NULL;
-    snprintf(path, sizeof(path), "%s/node0/config.json", F.dir);
+    snprintf(path, sizeof(path), "%s/node0/config.json", F.nf.dir);
     node_config_defaults(&cfg);
     ck_assert_int_eq(node_config_load(&cfg, err, sizeof(err), path), 0);
     uv_loop_t loop;
     uv_loop_init(&loop);
     node_config c = cfg;
-    snprintf(c.api_listen, sizeof(c.api_listen), "127.0.0.1:%d", F.port);   /* in use */
-    snprintf(c.data_dir, sizeof(c.data_dir), "%s/other-data", F.dir);
+    snprintf(c.api_listen, sizeof(c.api_listen), "127.0.0.1:%d", F.nf.port);   /* in use */
+    snprintf(c.data_dir, sizeof(c.data_dir), "%s/other-data", F.nf.dir);
     ck_assert_int_ne(node_create(&n, err, sizeof(err), &loop, &c), 0);
     ck_assert_ptr_nonnull(strstr(err, "api_listen"));
     c = cfg;
-    snprintf(c.genesis, sizeof(c.genesis), "%s/missing.json", F.dir);
+    snprintf(c.genesis, sizeof(c.genesis), "%s/missing.json", F.nf.dir);
     ck_assert_int_eq(node_create(&n, err, sizeof(err), &loop, &c), NODE_ECONFIG);
     ck_assert_ptr_nonnull(strstr(err, "genesis"));
     c = cfg;
-    snprintf(path, sizeof(path), "%s/wrongpass", F.dir);
-    write_file(path, "wrong\n");
+    snprintf(path, sizeof(path), "%s/wrongpass", F.nf.dir);
+    nfx_write_file(path, "wrong\n");
     chmod(path, 0600);
     snprintf(c.passphrase_file, sizeof(c.passphrase_file), "%s", path);
     ck_assert_int_eq(node_create(&n, err, sizeof(err), &loop, &c), NODE_ECONFIG);

@@ -26,6 +26,7 @@
 
 #include "node/node.h"
 #include "node/node_int.h"
+#include "node_fixture.h"
 
 #define CHAIN_ID "consent-gw"
 #define PASS "gw test passphrase"
@@ -34,26 +35,14 @@ enum { K_VAL, K_GW, K_LAB, K_PATIENT, K_GUARDIAN, K_STRANGER, K_COUNT };
 
 /* ------------------------------------------------------------------ fixture */
 typedef struct {
-    char dir[256];
+    node_fx nf;                       /* directory, loop thread, node, port */
     chain_key *k[K_COUNT];
     chain_pubkey pk[K_COUNT];
     char hx[K_COUNT][65];
     uint64_t nonce[K_COUNT];
-    uv_loop_t loop;
-    uv_async_t stop;
-    node *n;
-    pthread_t thread;
-    int port;
 } fixture;
 
 static fixture F;
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 static void inst(chain_institution *in, int k, const char *name, uint32_t roles) {
     in->key = F.pk[k];
@@ -62,8 +51,7 @@ static void inst(chain_institution *in, int k, const char *name, uint32_t roles)
 }
 
 static void make_network(void) {
-    snprintf(F.dir, sizeof(F.dir), "/tmp/consent-gw-test.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(F.dir));
+    nfx_mkdir(&F.nf, "/tmp/consent-gw-test.XXXXXX");
     for (int i = 0; i < K_COUNT; i++) {
         F.k[i] = chain_key_create(NULL);
         ck_assert_ptr_nonnull(F.k[i]);
@@ -81,59 +69,20 @@ static void make_network(void) {
     snprintf(g->institutions[0].api_addr, sizeof(g->institutions[0].api_addr), "127.0.0.1:1");
     inst(&g->institutions[1], K_GW, "gateway-0", CHAIN_ROLE_GATEWAY | CHAIN_ROLE_GRANTEE);
     inst(&g->institutions[2], K_LAB, "lab-0", CHAIN_ROLE_GRANTEE);
-    char path[512], cfg[1024];
-    snprintf(path, sizeof(path), "%s/genesis.json", F.dir);
-    ck_assert_int_eq(chain_genesis_save(g, path), 0);
+    nfx_write_node(&F.nf, g, F.k[K_VAL], PASS, 20, "error");
     free(g);
-    snprintf(path, sizeof(path), "%s/node0", F.dir);
-    ck_assert_int_eq(mkdir(path, 0700), 0);
-    snprintf(path, sizeof(path), "%s/node0/validator.key", F.dir);
-    ck_assert_int_eq(chain_keystore_save(path, F.k[K_VAL], PASS), 0);
-    snprintf(path, sizeof(path), "%s/node0/passphrase", F.dir);
-    write_file(path, PASS "\n");
-    snprintf(cfg, sizeof(cfg),
-             "{\"genesis\": \"../genesis.json\", \"data_dir\": \"data\", \"key_file\": \"validator.key\","
-             " \"passphrase_file\": \"passphrase\", \"api_listen\": \"127.0.0.1:0\","
-             " \"p2p_listen\": \"127.0.0.1:0\", \"block_interval_ms\": 20, \"block_txs_max\": 100,"
-             " \"mempool_max\": 1000, \"view_timeout_ms\": 1000, \"log_level\": \"error\"}");
-    snprintf(path, sizeof(path), "%s/node0/config.json", F.dir);
-    write_file(path, cfg);
-}
-
-static void on_stopped(node *n, void *arg) { uv_close((uv_handle_t *)&F.stop, NULL); }
-static void on_stop(uv_async_t *a) { node_stop(F.n, on_stopped, NULL); }
-
-static void *loop_main(void *arg) {
-    uv_run(&F.loop, UV_RUN_DEFAULT);
-    return NULL;
 }
 
 static void setup(void) {
     memset(&F, 0, sizeof(F));
     make_network();
-    char path[512], err[256];
-    node_config cfg;
-    node_config_defaults(&cfg);
-    snprintf(path, sizeof(path), "%s/node0/config.json", F.dir);
-    ck_assert_int_eq(node_config_load(&cfg, err, sizeof(err), path), 0);
-    ck_assert_int_eq(uv_loop_init(&F.loop), 0);
-    int rc = node_create(&F.n, err, sizeof(err), &F.loop, &cfg);
-    ck_assert_msg(rc == 0, "node_create: %s", err);
-    F.port = node_api_port(F.n);
-    ck_assert_int_eq(uv_async_init(&F.loop, &F.stop, on_stop), 0);
-    ck_assert_int_eq(node_start(F.n), 0);
-    ck_assert_int_eq(pthread_create(&F.thread, NULL, loop_main, NULL), 0);
+    nfx_start(&F.nf);
 }
 
 static void teardown(void) {
-    uv_async_send(&F.stop);
-    pthread_join(F.thread, NULL);
-    node_destroy(F.n);
-    ck_assert_int_eq(uv_loop_close(&F.loop), 0);
+    nfx_stop(&F.nf);
     for (int i = 0; i < K_COUNT; i++) chain_key_destroy(F.k[i]);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
-    ck_assert_int_eq(system(cmd), 0);
+    nfx_rm_dir(&F.nf);
 }
 
 /* ------------------------------------------------------------------ client */
@@ -144,19 +93,7 @@ typedef struct {
     size_t body_len;
 } response;
 
-static int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)F.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
+static int dial(void) { return nfx_dial(F.nf.port); }
 
 static void send_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
@@ -459,7 +396,7 @@ START_TEST(audit_log_records_every_check_and_listing) {
     expect_status(200, by(K_PATIENT), "/v1/patients/%s/grants", F.hx[K_PATIENT]);
     expect_status(200, NONE, "/v1/status");   /* open routes are not audited */
     char path[512];
-    snprintf(path, sizeof(path), "%s/node0/data/%s", F.dir, NODE_AUDIT_FILE);
+    snprintf(path, sizeof(path), "%s/node0/data/%s", F.nf.dir, NODE_AUDIT_FILE);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
@@ -525,13 +462,13 @@ START_TEST(proof_answers_verify_and_tampering_fails) {
         chain_check_query q = {F.pk[K_PATIENT], F.pk[K_GW], scopes[i], "TREAT", (uint64_t)time(NULL)};
         chain_check_result r;
         char why[160];
-        ck_assert_int_eq(chain_check_verify(node_genesis(F.n), &r, why, sizeof(why), &q, &p, tip), 0);
+        ck_assert_int_eq(chain_check_verify(node_genesis(F.nf.n), &r, why, sizeof(why), &q, &p, tip), 0);
         ck_assert_int_eq(r.decision, want[i]);
         ck_assert_str_eq(r.reason, json_string_value(json_object_get(j, "reason")));
         /* A stale answer, and a tampered list, are refused. */
-        ck_assert_int_eq(chain_check_verify(node_genesis(F.n), &r, why, sizeof(why), &q, &p, tip + 1), CHAIN_EBLOCK);
+        ck_assert_int_eq(chain_check_verify(node_genesis(F.nf.n), &r, why, sizeof(why), &q, &p, tip + 1), CHAIN_EBLOCK);
         p.pair_list[p.pair_list_len / 2] ^= 1;
-        ck_assert_int_eq(chain_check_verify(node_genesis(F.n), &r, why, sizeof(why), &q, &p, 0), CHAIN_EPROOF);
+        ck_assert_int_eq(chain_check_verify(node_genesis(F.nf.n), &r, why, sizeof(why), &q, &p, 0), CHAIN_EPROOF);
         chain_check_proof_free(&p);
         json_decref(j);
     }
@@ -678,7 +615,7 @@ START_TEST(audit_file_rules) {
     ck_assert_int_eq(node__audit_open(NULL, dir), NODE_EINVAL);
     /* A log someone widened is made private again. */
     snprintf(path, sizeof(path), "%s/%s", dir, NODE_AUDIT_FILE);
-    write_file(path, "");
+    nfx_write_file(path, "");
     ck_assert_int_eq(chmod(path, 0644), 0);
     ck_assert_int_eq(node__audit_open(&a, dir), 0);
     struct stat st;
