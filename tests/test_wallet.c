@@ -669,6 +669,27 @@ START_TEST(args_errors)
 }
 END_TEST
 
+/* wallet_args_command: a command runs (0), --help answers 1, and a bad
+ * option or no command at all is WALLET_EUSAGE with a reason. */
+START_TEST(args_command)
+{
+    wallet_args a;
+    char err[WALLET_ERR_LEN];
+    char *run[] = {"list", "--wait"};
+    char *help[] = {"--help"};
+    char *none[] = {"--wait"};
+    char *bad[] = {"list", "--bogus"};
+    ck_assert_int_eq(wallet_args_command(&a, err, SPEC, 4, 2, run, "usage: test\n"), 0);
+    ck_assert_str_eq(a.pos[0], "list");
+    ck_assert_int_eq(wallet_args_command(&a, err, SPEC, 4, 1, help, "usage: test\n"), 1);
+    ck_assert_int_eq(wallet_args_command(&a, err, SPEC, 4, 1, none, "usage: test\n"), WALLET_EUSAGE);
+    ck_assert_str_eq(err, "no command");
+    ck_assert_int_eq(wallet_args_command(&a, err, SPEC, 4, 0, none, "usage: test\n"), WALLET_EUSAGE);
+    ck_assert_int_eq(wallet_args_command(&a, err, SPEC, 4, 2, bad, "usage: test\n"), WALLET_EUSAGE);
+    ck_assert_ptr_nonnull(strstr(err, "--bogus"));
+}
+END_TEST
+
 START_TEST(client_urls)
 {
     wallet_client c;
@@ -1057,6 +1078,7 @@ static Suite *wallet_suite(void)
     tcase_add_test(pa, parse_code_lists);
     tcase_add_test(pa, args_accepts);
     tcase_add_test(pa, args_errors);
+    tcase_add_test(pa, args_command);
     tcase_add_test(pa, client_urls);
     tcase_add_test(ht, http_content_length);
     tcase_add_test(ht, http_chunked);

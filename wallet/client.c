@@ -190,22 +190,12 @@ int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char 
     return n > 0 && (size_t)n < cap ? n : CHAIN_EBOUNDS;
 }
 
-/* The request line and headers, signed when the client has a key. Returns
- * the length, or a negative error with err set. */
-static int request_head(wallet_client *c, char *head, size_t cap, char *err, const char *method,
-                        const char *target, const char *content_type, const uint8_t *body,
-                        size_t body_len)
+int wallet_client_head_end(const wallet_client *c, char *head, size_t cap, int n, char *err,
+                           const char *method, const char *target, int sign, const char *content_type,
+                           const uint8_t *body, size_t body_len)
 {
-    int n;
-    if (strlen(target) > WALLET_PATH_LEN_MAX) {
-        snprintf(err, WALLET_ERR_LEN, "request target too long");
-        return CHAIN_EINVAL;
-    }
-    n = snprintf(head, cap,
-                 "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-wallet\r\n"
-                 "Accept: application/json\r\nConnection: close\r\n",
-                 method, c->prefix, target, c->host, c->port);
-    if (c->sign_key) {
+    assert(n > 0 && (size_t)n < cap);
+    if (sign && c->sign_key) {
         /* The node verifies the target as it arrives: prefix included. */
         char full[sizeof c->prefix + WALLET_PATH_LEN_MAX + 1];
         int rc;
@@ -224,6 +214,24 @@ static int request_head(wallet_client *c, char *head, size_t cap, char *err, con
     n += snprintf(head + n, cap - (size_t)n, "\r\n");
     assert(n > 0 && (size_t)n < cap);
     return n;
+}
+
+/* The request line and headers, signed when the client has a key. Returns
+ * the length, or a negative error with err set. */
+static int request_head(wallet_client *c, char *head, size_t cap, char *err, const char *method,
+                        const char *target, const char *content_type, const uint8_t *body,
+                        size_t body_len)
+{
+    int n;
+    if (strlen(target) > WALLET_PATH_LEN_MAX) {
+        snprintf(err, WALLET_ERR_LEN, "request target too long");
+        return CHAIN_EINVAL;
+    }
+    n = snprintf(head, cap,
+                 "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: consent-wallet\r\n"
+                 "Accept: application/json\r\nConnection: close\r\n",
+                 method, c->prefix, target, c->host, c->port);
+    return wallet_client_head_end(c, head, cap, n, err, method, target, 1, content_type, body, body_len);
 }
 
 int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err,

@@ -255,23 +255,9 @@ static int conn_head(wallet_conn *k, char *head, size_t cap, char *err, const ch
             return CHAIN_EINVAL;
         }
         n += snprintf(head + n, cap - (size_t)n, "%s", headers);
-    } else if (k->client.sign_key) {
-        char full[sizeof k->client.prefix + WALLET_PATH_LEN_MAX + 1];
-        snprintf(full, sizeof full, "%s%s", k->client.prefix, target);
-        int rc = wallet_auth_headers(head + n, cap - (size_t)n, k->client.sign_key, method, full,
-                                     (uint64_t)time(NULL));
-        if (rc < 0) {
-            snprintf(err, WALLET_ERR_LEN, "cannot sign the request: %s", chain_strerror(rc));
-            return rc;
-        }
-        n += rc;
     }
-    if (body)
-        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                      content_type ? content_type : "application/octet-stream", body_len);
-    n += snprintf(head + n, cap - (size_t)n, "\r\n");
-    assert(n > 0 && (size_t)n < cap);
-    return n;
+    return wallet_client_head_end(&k->client, head, cap, n, err, method, target, headers == NULL, content_type,
+                                  body, body_len);
 }
 
 int wallet_conn_send_h(wallet_conn *k, char *err, const char *method, const char *target, const char *headers,

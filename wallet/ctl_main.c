@@ -633,14 +633,9 @@ int main(int argc, char **argv)
     size_t i;
     int rc;
     memset(&c, 0, sizeof c);
-    if (wallet_args_parse(&c.a, c.err, SPEC, N_SPEC, argc - 1, argv + 1))
-        return usage_error(c.err);
-    if (opt(&c, "help")) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
-    if (c.a.n_pos == 0)
-        return usage_error("no command");
+    rc = wallet_args_command(&c.a, c.err, SPEC, N_SPEC, argc - 1, argv + 1, USAGE);
+    if (rc)
+        return rc > 0 ? 0 : usage_error(c.err);
     node = opt(&c, "node") ? opt(&c, "node") : getenv("CONSENT_NODE");
     if (wallet_client_init(&c.client, node && node[0] ? node : "http://127.0.0.1:7700"))
         return usage_error("--node: not an http://host:port URL");

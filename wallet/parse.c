@@ -260,3 +260,20 @@ const char *wallet_args_get(const wallet_args *a, const wallet_opt_spec *spec, s
     int k = spec_find(spec, n_spec, name, strlen(name));
     return k < 0 ? NULL : a->val[k];
 }
+
+int wallet_args_command(wallet_args *out, char *err, const wallet_opt_spec *spec, size_t n_spec,
+                        int argc, char *const *argv, const char *usage)
+{
+    int rc = wallet_args_parse(out, err, spec, n_spec, argc, argv);
+    if (rc)
+        return rc;
+    if (wallet_args_get(out, spec, n_spec, "help")) {
+        fputs(usage, stdout);
+        return 1;
+    }
+    if (out->n_pos == 0) {
+        snprintf(err, WALLET_ERR_LEN, "no command");
+        return WALLET_EUSAGE;
+    }
+    return 0;
+}

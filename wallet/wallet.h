@@ -90,6 +90,11 @@ int wallet_args_parse(wallet_args *out, char *err, const wallet_opt_spec *spec, 
 /* The value of option `name`, or NULL if absent (or not in spec). */
 const char *wallet_args_get(const wallet_args *a, const wallet_opt_spec *spec, size_t n_spec,
                             const char *name);
+/* A program's command line: wallet_args_parse, then --help prints usage to
+ * stdout and returns 1; no command is WALLET_EUSAGE with a reason in err.
+ * 0 when a command is there to run. */
+int wallet_args_command(wallet_args *out, char *err, const wallet_opt_spec *spec, size_t n_spec,
+                        int argc, char *const *argv, const char *usage) CHAIN_WUR;
 
 /* ------------------------------------------------------------------ passphrase */
 /* Gets a passphrase: from file when given (its first line, trailing CR/LF
@@ -141,6 +146,13 @@ int wallet_client_init(wallet_client *c, const char *url) CHAIN_WUR;
  * wallet_client_request and _stream add them when sign_key is set. */
 int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
                         const char *target, uint64_t now_s) CHAIN_WUR;
+/* Ends a request head of n bytes in head (cap bytes): the signing headers
+ * over prefix + target when sign is set and c has a sign_key, Content-Type
+ * and Content-Length when there is a body, and the blank line. Returns the
+ * new length, or a negative error with err set (the signature failed). */
+int wallet_client_head_end(const wallet_client *c, char *head, size_t cap, int n, char *err,
+                           const char *method, const char *target, int sign, const char *content_type,
+                           const uint8_t *body, size_t body_len) CHAIN_WUR;
 /* One request on a fresh connection ("Connection: close"). Any status is
  * returned in out; only transport and parse failures are errors. */
 int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err,

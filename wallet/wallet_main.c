@@ -674,14 +674,9 @@ int main(int argc, char **argv)
     size_t i;
     int rc;
     memset(&c, 0, sizeof c);
-    if (wallet_args_parse(&c.a, c.err, SPEC, N_SPEC, argc - 1, argv + 1))
-        return usage_error(c.err);
-    if (opt(&c, "help")) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
-    if (c.a.n_pos == 0)
-        return usage_error("no command");
+    rc = wallet_args_command(&c.a, c.err, SPEC, N_SPEC, argc - 1, argv + 1, USAGE);
+    if (rc)
+        return rc > 0 ? 0 : usage_error(c.err);
     for (i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
         if (strcmp(COMMANDS[i].name, c.a.pos[0]) != 0)
             continue;
