@@ -34,6 +34,14 @@ typedef struct {
     int port;
 } node_fx;
 
+/* One HTTP response as the client tests read it. */
+typedef struct {
+    int status;
+    char head[4096];
+    char *body;
+    size_t body_len;
+} nfx_response;
+
 static inline void nfx_write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -141,6 +149,19 @@ static inline int nfx_dial(int port)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     return fd;
+}
+
+/* Sends all of buf; -1 if the peer closed or the send failed first. */
+static inline int nfx_send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 #endif

@@ -101,23 +101,12 @@ static void teardown(void) {
 }
 
 /* ------------------------------------------------------------------ client */
-typedef struct {
-    int status;
-    char head[4096];
-    char *body;
-    size_t body_len;
-} response;
+typedef nfx_response response;
 
 static int dial(void) { return nfx_dial(F.nf.port); }
 
 static void send_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n <= 0) return;   /* the server may close early (413): fine */
-        p += n;
-        len -= (size_t)n;
-    }
+    (void)nfx_send_all(fd, buf, len);   /* the server may close early (413): fine */
 }
 
 /* Reads one response (Content-Length framed); status -1 if the connection

@@ -86,23 +86,12 @@ static void teardown(void) {
 }
 
 /* ------------------------------------------------------------------ client */
-typedef struct {
-    int status;
-    char head[4096];
-    char *body;
-    size_t body_len;
-} response;
+typedef nfx_response response;
 
 static int dial(void) { return nfx_dial(F.nf.port); }
 
 static void send_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        ck_assert_int_gt(n, 0);
-        p += n;
-        len -= (size_t)n;
-    }
+    ck_assert_int_eq(nfx_send_all(fd, buf, len), 0);
 }
 
 /* Reads the head of a response (up to the blank line). */
