@@ -21,18 +21,29 @@ cleanup() {
     done
   fi
   rm -rf "$T"
+  [ -n "${PORT_BASE:-}" ] && rm -rf "${PORT_LOCKS:?}/$PORT_BASE"
 }
 trap cleanup EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A free port base: the API of node i listens on BASE+i, its p2p on BASE+100+i.
+# A free port base: the API of node i listens on BASE+i, its p2p on
+# BASE+100+i. Bases are 200 apart, below the ephemeral range (32768+) so no
+# outgoing connection holds them, and reserved with an atomic mkdir so two
+# tests running at once never pick the same one.
+PORT_LOCKS=/tmp/consent-e2e-ports
 free_port_base() {
   local base
-  for _ in $(seq 1 50); do
-    # Below the ephemeral range (32768+), so no outgoing connection holds it.
-    base=$(( 20000 + (RANDOM % 120) * 100 ))
-    if ! port_open "$base" && ! port_open $((base + 100)); then echo "$base"; return; fi
+  mkdir -p "$PORT_LOCKS"
+  for _ in $(seq 1 200); do
+    base=$(( 20000 + (RANDOM % 60) * 200 ))
+    if mkdir "$PORT_LOCKS/$base" 2>/dev/null; then
+      if ! port_open "$base" && ! port_open $((base + 100)); then
+        echo $$ > "$PORT_LOCKS/$base/owner"
+        echo "$base"; return
+      fi
+      rm -rf "${PORT_LOCKS:?}/$base"
+    fi
   done
   echo "no free port base" >&2; return 1
 }
