@@ -12,6 +12,8 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ typedef struct {
     const char *answer[4];    /* bytes to write */
     size_t answer_len[4];     /* 0: strlen(answer) */
     int close_after[4];
+    atomic_int closed;        /* steps whose connection the server closed */
     char seen[8192];          /* what the last step received */
     size_t seen_len;
     pthread_t th;
@@ -57,11 +60,12 @@ static void *serve(void *arg) {
         /* Written in small pieces so the client sees messages split anywhere. */
         for (size_t off = 0; off < len;) {
             size_t piece = len - off < 7 ? len - off : 7;
-            if (write(fd, s->answer[st] + off, piece) < 0) break;
+            if (send(fd, s->answer[st] + off, piece, MSG_NOSIGNAL) < 0) break;
             off += piece;
         }
         if (s->close_after[st]) {
             close(fd);
+            atomic_fetch_add(&s->closed, 1);
         } else {
             /* Keep it open until the client hangs up. */
             char sink[256];
@@ -166,7 +170,10 @@ START_TEST(closed_keepalive_is_reopened_once) {
     ck_assert_int_eq(wallet_conn_request(k, &r, err, "GET", "/a", NULL, NULL, 0), 0);
     ck_assert_int_eq(r.status, 200);
     wallet_http_response_free(&r);
-    usleep(1000);   /* not a timing assertion: only lets the close arrive first */
+    /* Wait (with a deadline) until the server has really closed the idle
+     * connection, so the next request meets a dead keep-alive socket. */
+    for (int i = 0; i < 5000 && atomic_load(&s.closed) < 1; i++) sched_yield();
+    ck_assert_int_eq(atomic_load(&s.closed), 1);
     ck_assert_int_eq(wallet_conn_request(k, &r, err, "GET", "/b", NULL, NULL, 0), 0);
     ck_assert_int_eq(r.status, 404);
     wallet_http_response_free(&r);
