@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "wallet/wallet.h"
+#include "wallet_fixture.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -853,42 +854,11 @@ START_TEST(http_ignores_bytes_after_response)
 }
 END_TEST
 
-/* A one-shot server in a child process: accepts one connection, reads the
- * request head, answers `resp`, exits. Returns its port. */
-static int serve_once(pid_t *pid, const char *resp)
+/* The one-shot server's verdict: the client asked for the status route. */
+static int is_status_request(const char *head, const void *arg)
 {
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(ls, 1), 0);
-    ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
-    *pid = fork();
-    ck_assert_int_ge(*pid, 0);
-    if (*pid == 0) {
-        char buf[4096];
-        size_t n = 0;
-        int fd = accept(ls, NULL, NULL);
-        while (n < sizeof buf - 1) {
-            ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
-            if (r <= 0)
-                break;
-            n += (size_t)r;
-            buf[n] = 0;
-            if (strstr(buf, "\r\n\r\n"))
-                break;
-        }
-        /* Echo the request line into a header so the test can check it. */
-        if (write(fd, resp, strlen(resp)) < 0)
-            _exit(1);
-        close(fd);
-        _exit(strncmp(buf, "GET /v1/status HTTP/1.1\r\n", 25) == 0 ? 0 : 3);
-    }
-    close(ls);
-    return ntohs(sa.sin_port);
+    (void)arg;
+    return strncmp(head, "GET /v1/status HTTP/1.1\r\n", 25) == 0 ? 0 : 3;
 }
 
 START_TEST(client_against_one_shot_server)
@@ -897,10 +867,10 @@ START_TEST(client_against_one_shot_server)
     char url[64], err[WALLET_ERR_LEN], id[CHAIN_ID_LEN_MAX + 1];
     pid_t pid;
     int st = 0;
-    int port = serve_once(&pid, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    int port = wfx_serve_once(&pid, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                 "Transfer-Encoding: chunked\r\n\r\n"
                                 "e\r\n{\"chain_id\": \"\r\n11\r\nconsent-local\", \"\r\n"
-                                "b\r\nheight\": 3}\r\n0\r\n\r\n");
+                                "b\r\nheight\": 3}\r\n0\r\n\r\n", is_status_request, NULL);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     ck_assert_int_eq(wallet_client_init(&c, url), 0);
     ck_assert_int_eq(wallet_client_chain_id(&c, id, err), 0);
@@ -908,8 +878,8 @@ START_TEST(client_against_one_shot_server)
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
-    port = serve_once(&pid, "HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\n"
-                            "{\"error\": \"bad nonce x1\"}");
+    port = wfx_serve_once(&pid, "HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\n\r\n"
+                            "{\"error\": \"bad nonce x1\"}", is_status_request, NULL);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     ck_assert_int_eq(wallet_client_init(&c, url), 0);
     ck_assert_int_eq(wallet_client_chain_id(&c, id, err), WALLET_ESTATUS);

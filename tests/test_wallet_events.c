@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "wallet/wallet.h"
+#include "wallet_fixture.h"
 
 #define K1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define K2 "2222222222222222222222222222222222222222222222222222222222222222"
@@ -314,42 +315,13 @@ static int signature_ok(const char *req, const char *line)
     return chain_api_verify(&pk, &sig, method, target, t, t) == 0;
 }
 
-/* One connection: read the request head, check its line, answer, close. */
-static int serve_once(pid_t *pid, const char *want_line, const char *resp)
+/* The one-shot server's verdict: the request line is `want_line` and the
+ * request carries a valid signature. */
+static int line_and_signature_ok(const char *head, const void *want_line)
 {
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(ls, 1), 0);
-    ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
-    *pid = fork();
-    ck_assert_int_ge(*pid, 0);
-    if (*pid == 0) {
-        char buf[4096];
-        size_t n = 0;
-        int fd = accept(ls, NULL, NULL);
-        while (n < sizeof buf - 1) {
-            ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
-            if (r <= 0)
-                break;
-            n += (size_t)r;
-            buf[n] = 0;
-            if (strstr(buf, "\r\n\r\n"))
-                break;
-        }
-        if (write(fd, resp, strlen(resp)) < 0)
-            _exit(1);
-        close(fd);
-        if (strncmp(buf, want_line, strlen(want_line)) != 0)
-            _exit(3);
-        _exit(signature_ok(buf, want_line) ? 0 : 4);
-    }
-    close(ls);
-    return ntohs(sa.sin_port);
+    if (strncmp(head, want_line, strlen(want_line)) != 0)
+        return 3;
+    return signature_ok(head, want_line) ? 0 : 4;
 }
 
 static int count_events(void *arg, const char *line, size_t len)
@@ -373,7 +345,7 @@ START_TEST(client_streams_from_a_server)
     int st = 0, n = 0, port;
     snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
                                 "Connection: close\r\n\r\n%s\n: heartbeat\n%s\n", GRANT_LINE, GRANT_LINE);
-    port = serve_once(&pid, "GET /v1/events?from=3 HTTP/1.1\r\n", resp);
+    port = wfx_serve_once(&pid, resp, line_and_signature_ok, "GET /v1/events?from=3 HTTP/1.1\r\n");
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     ck_assert_int_eq(wallet_client_init(&c, url), 0);
     ck_assert_msg(wallet_client_stream(&c, err, "/v1/events?from=3", count_events, &n) == 0, "%s", err);
@@ -384,7 +356,7 @@ START_TEST(client_streams_from_a_server)
     /* A bad line stops the stream with the parser's error. */
     snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\n\r\n%s\n{\"height\": 0}\n%s\n", GRANT_LINE,
              GRANT_LINE);
-    port = serve_once(&pid, "GET /v1/events HTTP/1.1\r\n", resp);
+    port = wfx_serve_once(&pid, resp, line_and_signature_ok, "GET /v1/events HTTP/1.1\r\n");
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     ck_assert_int_eq(wallet_client_init(&c, url), 0);
     n = 0;
@@ -447,8 +419,7 @@ START_TEST(client_signs_requests)
     memset(sec, 9, sizeof sec);
     k = chain_key_create(sec);
     ck_assert_ptr_nonnull(k);
-    port = serve_once(&pid, "GET /api/v1/status HTTP/1.1\r\n",
-                      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    port = wfx_serve_once(&pid, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", line_and_signature_ok, "GET /api/v1/status HTTP/1.1\r\n");
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api", port);
     ck_assert_int_eq(wallet_client_init(&c, url), 0);
     c.sign_key = k;
