@@ -462,8 +462,12 @@ void chain_exec_abort(chain_exec *ex);                /* frees ex */
 
 /* Validates a proposed block by re-executing it: every tx must apply, and
  * the header must match (links to tip, roots, time not before the tip's).
+ * sig_checked is NULL (verify every signature) or b->n_txs flags: a nonzero
+ * flag says the caller already verified the signature of exactly these tx
+ * bytes (e.g. the tx id is in its mempool), so it is not checked again.
  * On success *out holds the overlay, ready for chain_exec_commit. */
-int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b) CHAIN_WUR;
+int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
+                     const uint8_t *sig_checked) CHAIN_WUR;
 /* Applies a block received by sync: verifies its certificate first. */
 int chain_apply_committed(chain_store *st, const chain_block *b) CHAIN_WUR;
 

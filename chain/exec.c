@@ -652,7 +652,8 @@ static int header_links(chain_store *st, const chain_header *h)
     return CHAIN_OK;
 }
 
-int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b)
+int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
+                     const uint8_t *sig_checked)
 {
     if (out == NULL || st == NULL || b == NULL) return CHAIN_EINVAL;
     if (b->n_txs > CHAIN_BLOCK_TXS_MAX) return CHAIN_EBOUNDS;
@@ -661,7 +662,7 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b)
     chain_exec *ex = NULL;
     if ((rc = chain_exec_begin(&ex, st, b->hdr.time_ms)) != CHAIN_OK) return rc;
     for (uint32_t i = 0; i < b->n_txs && rc == CHAIN_OK; i++)
-        rc = chain_exec_tx(ex, b->txs[i], b->tx_lens[i], 0);
+        rc = chain_exec_tx(ex, b->txs[i], b->tx_lens[i], sig_checked ? sig_checked[i] : 0);
     if (rc == CHAIN_OK) rc = seal(ex);
     if (rc == CHAIN_OK && !header_matches(&b->hdr, &ex->hdr)) rc = CHAIN_EBLOCK;
     if (rc != CHAIN_OK) {
@@ -678,7 +679,7 @@ int chain_apply_committed(chain_store *st, const chain_block *b)
     int rc = chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
     if (rc != CHAIN_OK) return rc;
     chain_exec *ex = NULL;
-    if ((rc = chain_exec_block(&ex, st, b)) != CHAIN_OK) return rc;
+    if ((rc = chain_exec_block(&ex, st, b, NULL)) != CHAIN_OK) return rc;
     rc = chain_exec_commit(ex, b);
     chain_exec_abort(ex);
     return rc;

@@ -829,13 +829,18 @@ static void build_block(fx *f, chain_block *b)
     chain_exec_abort(ex);
 }
 
-static int exec_block_rc(fx *f, const chain_block *b)
+static int exec_block_flags_rc(fx *f, const chain_block *b, const uint8_t *sig_checked)
 {
     chain_exec *ex = NULL;
-    int rc = chain_exec_block(&ex, f->st, b);
+    int rc = chain_exec_block(&ex, f->st, b, sig_checked);
     if (rc == 0) chain_exec_abort(ex);
     else ck_assert_ptr_null(ex);
     return rc;
+}
+
+static int exec_block_rc(fx *f, const chain_block *b)
+{
+    return exec_block_flags_rc(f, b, NULL);
 }
 
 START_TEST(test_exec_block_from_another_store)
@@ -869,6 +874,11 @@ START_TEST(test_exec_block_from_another_store)
     badtx.txs[1][badtx.tx_lens[1] - 1] ^= 1;
     chain_tx_root(&badtx.hdr.tx_root, &badtx);
     ck_assert_int_eq(exec_block_rc(b, &badtx), CHAIN_ESIG);
+    /* Flags for pre-verified txs skip only those: the bad one, not marked,
+     * is still checked and refused. */
+    const uint8_t first_checked[2] = {1, 0}, none_checked[2] = {0, 0};
+    ck_assert_int_eq(exec_block_flags_rc(b, &badtx, first_checked), CHAIN_ESIG);
+    ck_assert_int_eq(exec_block_flags_rc(b, &badtx, none_checked), CHAIN_ESIG);
     /* The txs in another order: the grant comes before the guardian exists. */
     uint8_t *tmp = badtx.txs[0];
     size_t tl = badtx.tx_lens[0];
@@ -884,7 +894,7 @@ START_TEST(test_exec_block_from_another_store)
 
     /* The genuine block is accepted and commits to the same state. */
     chain_exec *ex = NULL;
-    ck_assert_int_eq(chain_exec_block(&ex, b->st, &blk), 0);
+    ck_assert_int_eq(chain_exec_block(&ex, b->st, &blk, NULL), 0);
     ck_assert_int_eq(chain_exec_commit(ex, &blk), 0);
     chain_exec_abort(ex);
     chain_hash rb;
@@ -893,7 +903,8 @@ START_TEST(test_exec_block_from_another_store)
     chain_check_result r = check(b, 1, K_GW, "Observation", "TREAT", blk.hdr.time_ms / 1000);
     ck_assert_int_eq(r.decision, CHAIN_PERMIT);
     /* And the store that built it commits it too, to the same tip. */
-    ck_assert_int_eq(chain_exec_block(&ex, a->st, &blk), 0);
+    const uint8_t all_checked[2] = {1, 1};
+    ck_assert_int_eq(chain_exec_block(&ex, a->st, &blk, all_checked), 0);
     ck_assert_int_eq(chain_exec_commit(ex, &blk), 0);
     chain_exec_abort(ex);
     chain_hash ta, tb;
