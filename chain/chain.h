@@ -198,6 +198,20 @@ int chain_tx_sign(chain_tx *tx, const chain_key *key) CHAIN_WUR;
 int chain_tx_check(const chain_tx *tx, const char *chain_id, uint64_t now_s) CHAIN_WUR;
 const char *chain_tx_type_name(chain_tx_type t);
 
+/* Signature checks of a batch on several cores. ok[i] gets 1 if txs[i]
+ * (lens[i] bytes) decodes and its signature verifies, else 0: exactly the
+ * signature part of chain_tx_check, so a 1 may be passed on as a
+ * sig_checked flag (chain_exec_tx, chain_exec_block). Uses up to `threads`
+ * threads, the caller's included (1..CHAIN_VERIFY_THREADS_MAX; small batches
+ * stay on the caller's), and returns when all are checked. Returns CHAIN_OK,
+ * CHAIN_EINVAL, or CHAIN_ENOMEM (some flags left 0, i.e. unchecked). Keeps
+ * no state: safe to call from any thread. */
+#define CHAIN_VERIFY_THREADS_MAX 16
+int chain_txs_verify(uint8_t *ok, const uint8_t *const *txs, const size_t *lens, size_t n,
+                     unsigned threads) CHAIN_WUR;
+/* Online cores, at most CHAIN_VERIFY_THREADS_MAX: a default for `threads`. */
+unsigned chain_verify_threads_default(void);
+
 /* Governance: the message endorsers sign for a Register/RemoveInstitution. */
 int chain_institution_sighash(chain_hash *out, const char *chain_id, chain_tx_type type,
                               const chain_institution_tx *body) CHAIN_WUR;

@@ -259,21 +259,36 @@ static double mono_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Executes block b at the tip + 1, skipping the signature check of every tx
- * this node admitted to its mempool: admission verified it, and the tx id
- * hashes the whole encoding, signature included, so the same id means the
- * same verified bytes. */
+/* Executes block b at the tip + 1, checking each tx signature once: a tx
+ * this node admitted to its mempool was verified then (the tx id hashes the
+ * whole encoding, signature included, so the same id means the same
+ * verified bytes); the others (txs the primary got first) are verified here
+ * in parallel, and any that fail are left to execution to refuse. */
 static int exec_proposed(node *n, chain_exec **ex, const chain_block *b) {
-    uint8_t *checked = malloc(b->n_txs ? b->n_txs : 1);
-    if (!checked) return CHAIN_ENOMEM;
-    for (uint32_t i = 0; i < b->n_txs; i++) {
+    size_t cnt = b->n_txs ? b->n_txs : 1, todo = 0;
+    uint8_t *checked = malloc(cnt), *ok = malloc(cnt);
+    const uint8_t **txs = malloc(cnt * sizeof(*txs));
+    size_t *lens = malloc(cnt * sizeof(*lens)), *idx = malloc(cnt * sizeof(*idx));
+    int rc = checked && ok && txs && lens && idx ? 0 : CHAIN_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < b->n_txs; i++) {
         chain_hash th;
         chain_tx_hash(&th, b->txs[i], b->tx_lens[i]);
         const node__mp_entry *e = node__mempool_find(n->mp, &th);
         checked[i] = e && e->sig_checked;
+        if (checked[i]) continue;
+        txs[todo] = b->txs[i];
+        lens[todo] = b->tx_lens[i];
+        idx[todo++] = i;
     }
-    int rc = chain_exec_block(ex, n->store, b, checked);
+    if (rc == 0 && todo > 0 && chain_txs_verify(ok, txs, lens, todo, chain_verify_threads_default()) == 0) {
+        for (size_t j = 0; j < todo; j++) checked[idx[j]] = ok[j];
+    }
+    if (rc == 0) rc = chain_exec_block(ex, n->store, b, checked);
     free(checked);
+    free(ok);
+    free(txs);
+    free(lens);
+    free(idx);
     return rc;
 }
 

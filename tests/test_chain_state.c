@@ -976,6 +976,50 @@ START_TEST(test_block_tx_limit)
 }
 END_TEST
 
+/* Parallel signature checks flag exactly the txs whose signature verifies,
+ * on one thread or several, and refuse misuse. */
+START_TEST(test_txs_verify_parallel)
+{
+    enum { N = 200 };
+    fx *f = fx_open();
+    chain_tx t;
+    chain_block b;   /* only as an owner of the encodings */
+    chain_block_init(&b);
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    for (unsigned i = 0; i < N; i++) {
+        grant_std(f, &t, 1 + i % 3, K_GW);
+        t.nonce = i + 1;
+        size_t n = sign_encode(f, &t, 1 + i % 3, buf);
+        if (i % 7 == 3) buf[n - 1] ^= 1;       /* a bad signature */
+        if (i % 11 == 5) n = 3;                /* does not decode */
+        ck_assert_int_eq(chain_block_add_tx(&b, buf, n), 0);
+    }
+    const uint8_t *const *txs = (const uint8_t *const *)b.txs;
+    uint8_t one[N], many[N];
+    ck_assert_int_eq(chain_txs_verify(one, txs, b.tx_lens, N, 1), 0);
+    ck_assert_int_eq(chain_txs_verify(many, txs, b.tx_lens, N, 4), 0);
+    for (unsigned i = 0; i < N; i++) {
+        ck_assert_uint_eq(one[i], i % 7 != 3 && i % 11 != 5);
+        ck_assert_uint_eq(many[i], one[i]);
+    }
+    /* The flags agree with execution: a flagged tx applies without a check. */
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, b.txs[0], b.tx_lens[0], one[0]), 0);
+    ck_assert_int_eq(chain_exec_tx(ex, b.txs[3], b.tx_lens[3], one[3]), CHAIN_ESIG);
+    chain_exec_abort(ex);
+    ck_assert_int_eq(chain_txs_verify(one, txs, b.tx_lens, 0, 2), 0);
+    ck_assert_int_eq(chain_txs_verify(NULL, NULL, NULL, 0, 1), 0);
+    ck_assert_int_eq(chain_txs_verify(one, txs, b.tx_lens, N, 0), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_txs_verify(one, txs, b.tx_lens, N, CHAIN_VERIFY_THREADS_MAX + 1), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_txs_verify(NULL, txs, b.tx_lens, N, 2), CHAIN_EINVAL);
+    unsigned d = chain_verify_threads_default();
+    ck_assert(d >= 1 && d <= CHAIN_VERIFY_THREADS_MAX);
+    chain_block_free(&b);
+    fx_close(f);
+}
+END_TEST
+
 START_TEST(test_store_open_errors)
 {
     fx *f = fx_open();
@@ -1169,6 +1213,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_exec_block_from_another_store);
     tcase_add_test(tc, test_apply_committed_needs_cert);
     tcase_add_test(tc, test_block_tx_limit);
+    tcase_add_test(tc, test_txs_verify_parallel);
     tcase_add_test(tc, test_store_open_errors);
     tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
