@@ -324,6 +324,9 @@ void chain_store_tip_hash(const chain_store *st, chain_hash *out);
 const chain_genesis *chain_store_genesis(const chain_store *st);
 /* Latest committed state root (genesis state root at height 0). */
 void chain_store_state_root(const chain_store *st, chain_hash *out);
+/* Makes every earlier write durable (one sync of the write-ahead log): ends
+ * a run of chain_apply_committed_unsynced. */
+int chain_store_sync(chain_store *st) CHAIN_WUR;
 
 int chain_store_get_block(chain_store *st, uint64_t height, chain_block *out) CHAIN_WUR;
 int chain_store_get_block_raw(chain_store *st, uint64_t height, uint8_t **out, size_t *len_out) CHAIN_WUR;
@@ -484,6 +487,11 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
                      const uint8_t *sig_checked) CHAIN_WUR;
 /* Applies a block received by sync: verifies its certificate first. */
 int chain_apply_committed(chain_store *st, const chain_block *b) CHAIN_WUR;
+/* The same without syncing the write, for a run of synced blocks: a crash
+ * may lose this block and later unsynced ones (never an earlier block, never
+ * part of one), so the store reopens at a consistent lower tip and the
+ * blocks are fetched again. Call chain_store_sync after the run. */
+int chain_apply_committed_unsynced(chain_store *st, const chain_block *b) CHAIN_WUR;
 
 #ifdef __cplusplus
 }

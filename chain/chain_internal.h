@@ -121,9 +121,10 @@ int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, co
 void chain__store_smt_backend(chain_store *st, chain__smt_backend *out);
 uint64_t chain__store_tip_time_ms(const chain_store *st);
 /* store.c: writes block b (hash block_hash, post-state root) with every
- * change in `state` and every node in `nodes` in one synced WriteBatch,
- * then moves the tip. */
+ * change in `state` and every node in `nodes` in one WriteBatch, synced
+ * unless sync is 0 (block sync: see the comment in store.c), then moves
+ * the tip. */
 int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
-                        const chain__map *state, const chain__map *nodes);
+                        const chain__map *state, const chain__map *nodes, int sync);
 
 #endif

@@ -613,9 +613,8 @@ static int header_matches(const chain_header *h, const chain_header *want)
            hash_eq(&h->valset_hash, &want->valset_hash);
 }
 
-int chain_exec_commit(chain_exec *ex, const chain_block *b)
+static int exec_commit(chain_exec *ex, const chain_block *b, int sync)
 {
-    if (ex == NULL || b == NULL) return CHAIN_EINVAL;
     if (ex->committed) return CHAIN_ESTATE;
     int rc = seal(ex);
     if (rc != CHAIN_OK) return rc;
@@ -629,9 +628,15 @@ int chain_exec_commit(chain_exec *ex, const chain_block *b)
     if (!header_matches(&b->hdr, &ex->hdr) || !hash_eq(&txr, &ex->hdr.tx_root)) return CHAIN_EBLOCK;
     chain_hash bh;
     chain_header_hash(&b->hdr, &bh);
-    rc = chain__store_commit(ex->st, b, &bh, ex->overlay, ex->nodes);
+    rc = chain__store_commit(ex->st, b, &bh, ex->overlay, ex->nodes, sync);
     if (rc == CHAIN_OK) ex->committed = 1;
     return rc;
+}
+
+int chain_exec_commit(chain_exec *ex, const chain_block *b)
+{
+    if (ex == NULL || b == NULL) return CHAIN_EINVAL;
+    return exec_commit(ex, b, 1);
 }
 
 /* ------------------------------------------------------------------ blocks */
@@ -673,14 +678,24 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
     return CHAIN_OK;
 }
 
-int chain_apply_committed(chain_store *st, const chain_block *b)
+static int apply_committed(chain_store *st, const chain_block *b, int sync)
 {
     if (st == NULL || b == NULL) return CHAIN_EINVAL;
     int rc = chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
     if (rc != CHAIN_OK) return rc;
     chain_exec *ex = NULL;
     if ((rc = chain_exec_block(&ex, st, b, NULL)) != CHAIN_OK) return rc;
-    rc = chain_exec_commit(ex, b);
+    rc = exec_commit(ex, b, sync);
     chain_exec_abort(ex);
     return rc;
+}
+
+int chain_apply_committed(chain_store *st, const chain_block *b)
+{
+    return apply_committed(st, b, 1);
+}
+
+int chain_apply_committed_unsynced(chain_store *st, const chain_block *b)
+{
+    return apply_committed(st, b, 0);
 }

@@ -62,6 +62,7 @@ struct chain_store {
     rocksdb_column_family_handle_t *cf[CF_COUNT];
     rocksdb_readoptions_t *ropts;
     rocksdb_writeoptions_t *wsync;
+    rocksdb_writeoptions_t *wlazy;   /* unsynced: block sync, see chain__store_commit */
     chain_genesis *genesis;   /* a copy: callers may free theirs */
     uint64_t height;
     chain_hash tip_hash;
@@ -366,6 +367,7 @@ static int options_setup(chain_store *st)
     st->ropts = rocksdb_readoptions_create();
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
+    st->wlazy = rocksdb_writeoptions_create();
     return CHAIN_OK;
 }
 
@@ -413,6 +415,7 @@ void chain_store_close(chain_store *st)
     }
     if (st->ropts != NULL) rocksdb_readoptions_destroy(st->ropts);
     if (st->wsync != NULL) rocksdb_writeoptions_destroy(st->wsync);
+    if (st->wlazy != NULL) rocksdb_writeoptions_destroy(st->wlazy);
     if (st->opts != NULL) rocksdb_options_destroy(st->opts);
     if (st->bbto != NULL) rocksdb_block_based_options_destroy(st->bbto);
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
@@ -446,8 +449,16 @@ void chain_store_state_root(const chain_store *st, chain_hash *out)
 
 /* ------------------------------------------------------------------ commit */
 
+/* An unsynced commit (sync = 0) is still one atomic WriteBatch appended to
+ * the write-ahead log, and RocksDB recovers the log up to its first missing
+ * or torn record. So a crash can only lose a suffix of the unsynced blocks,
+ * each whole: the store reopens at an earlier tip whose state is exactly
+ * that of the blocks below it, never a state that disagrees with them. Any
+ * later synced write (the next durable block, a consensus vote) or
+ * chain_store_sync makes every earlier write durable too, since the log is
+ * synced as a whole. */
 int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
-                        const chain__map *state, const chain__map *nodes)
+                        const chain__map *state, const chain__map *nodes, int sync)
 {
     assert(b->hdr.height == st->height + 1);
     assert(memcmp(b->hdr.prev_hash.b, st->tip_hash.b, CHAIN_HASH_LEN) == 0);
@@ -475,16 +486,24 @@ int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash 
     rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TIP, strlen(META_TIP), (const char *)tip,
                               sizeof tip);
     char *err = NULL;
-    rocksdb_write(st->db, st->wsync, wb, &err);
+    rocksdb_write(st->db, sync ? st->wsync : st->wlazy, wb, &err);
     rocksdb_writebatch_destroy(wb);
     rc = rdb_err(err);
     if (rc != CHAIN_OK) return rc;
-    /* Only a durable write moves the cached tip. */
+    /* Only a written block moves the cached tip. */
     st->height = b->hdr.height;
     st->tip_hash = *block_hash;
     st->state_root = b->hdr.state_root;
     st->tip_time_ms = b->hdr.time_ms;
     return CHAIN_OK;
+}
+
+int chain_store_sync(chain_store *st)
+{
+    if (st == NULL) return CHAIN_EINVAL;
+    char *err = NULL;
+    rocksdb_flush_wal(st->db, 1, &err);
+    return rdb_err(err);
 }
 
 /* ------------------------------------------------------------------ reads */

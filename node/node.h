@@ -165,6 +165,10 @@ int node_on_tx(node *n, const uint8_t *tx, size_t len) NODE_WUR;
 /* A committed block from block sync (encoded chain_block with its cert):
  * verified against genesis and applied if it is the next height. */
 int node_on_block(node *n, const uint8_t *block, size_t len) NODE_WUR;
+/* A run of consecutive blocks from block sync, applied in order until one
+ * does not apply, with one sync of the store at the end rather than one
+ * per block. Returns how many were applied. */
+size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens, size_t count);
 
 /* Introspection, for the p2p layer, main and tests. */
 uv_loop_t *node_loop(const node *n);

@@ -68,9 +68,7 @@ static void cb_blocks(void *arg, uint32_t from, uint64_t from_height, const uint
                       const size_t *lens, size_t n) {
     (void)from;
     (void)from_height;
-    /* In order; the first that does not apply makes the rest useless. */
-    for (size_t i = 0; i < n; i++)
-        if (node_on_block(arg, blocks[i], lens[i]) != 0) break;
+    (void)node_on_blocks(arg, blocks, lens, n);   /* stops at the first that does not apply */
 }
 
 void node_p2p_callbacks_for_node(node_p2p_callbacks *out) {

@@ -948,6 +948,41 @@ START_TEST(test_apply_committed_needs_cert)
 }
 END_TEST
 
+/* Block sync's unsynced apply checks exactly what the synced one does, and
+ * after chain_store_sync the block is there when the store reopens. */
+START_TEST(test_apply_committed_unsynced_then_sync)
+{
+    fx *a = fx_open(), *b = fx_open();
+    chain_block blk;
+    chain_block_init(&blk);
+    build_block(a, &blk);
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), CHAIN_ECERT);   /* no cert */
+    sign_cert(a, &blk, 3);
+    blk.cert.sigs[0].sig.b[0] ^= 1;
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), CHAIN_ECERT);
+    ck_assert_uint_eq(chain_store_height(b->st), 0);
+    sign_cert(a, &blk, 3);
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), 0);
+    ck_assert_uint_eq(chain_store_height(b->st), 1);
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), CHAIN_EBLOCK);
+    ck_assert_int_eq(chain_store_sync(b->st), 0);
+    ck_assert_int_eq(chain_store_sync(NULL), CHAIN_EINVAL);
+    chain_hash tip, root, tip2, root2;
+    chain_store_tip_hash(b->st, &tip);
+    chain_store_state_root(b->st, &root);
+    chain_store_close(b->st);
+    ck_assert_int_eq(chain_store_open(&b->st, b->dir, b->g), 0);
+    ck_assert_uint_eq(chain_store_height(b->st), 1);
+    chain_store_tip_hash(b->st, &tip2);
+    chain_store_state_root(b->st, &root2);
+    ck_assert_mem_eq(tip.b, tip2.b, 32);
+    ck_assert_mem_eq(root.b, root2.b, 32);
+    chain_block_free(&blk);
+    fx_close(a);
+    fx_close(b);
+}
+END_TEST
+
 /* A block holds at most CHAIN_BLOCK_TXS_MAX txs. */
 START_TEST(test_block_tx_limit)
 {
@@ -1212,6 +1247,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_other_genesis_refused);
     tcase_add_test(tc, test_exec_block_from_another_store);
     tcase_add_test(tc, test_apply_committed_needs_cert);
+    tcase_add_test(tc, test_apply_committed_unsynced_then_sync);
     tcase_add_test(tc, test_block_tx_limit);
     tcase_add_test(tc, test_txs_verify_parallel);
     tcase_add_test(tc, test_store_open_errors);
