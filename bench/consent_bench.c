@@ -21,7 +21,10 @@
  *             start on millions of grants, or a validator can be left
  *             thousands of blocks behind;
  *   checks    gateway checks against one node over one keep-alive pipelined
- *             connection (one client core), optionally with proof=1;
+ *             connection (one client core), optionally with proof=1,
+ *             authenticated by a session MAC (--auth session, the default:
+ *             one signed POST /v1/sessions first) or a BIP340 signature per
+ *             request (--auth signed);
  *   sync      waits for a node to reach a height and reports blocks/s.
  *
  * Patient keys are derived from a seed (SHA-256 of the seed and an index),
@@ -1180,12 +1183,14 @@ static int cmd_populate(int argc, char **argv) {
 
 /* ================================================================== checks */
 /* Request targets for a random sample of the populated patients, each with
- * its X-Consent-* headers signed by the grantee institution (the node only
- * answers a check to the grantee or an operator). Keys and signatures are
- * made before the clock starts: the client must not be the bottleneck, and
- * a signature stays valid for CHAIN_API_SKEW_S. */
+ * its X-Consent-* headers from the grantee institution (the node only
+ * answers a check to the grantee or an operator): a session MAC when sess
+ * is set, else a BIP340 signature. Keys and headers are made before the
+ * clock starts: the client must not be the bottleneck, and either stays
+ * valid for CHAIN_API_SKEW_S. */
 static char **checks_targets(char ***heads_out, uint32_t n, const chain_genesis *g, const chain_key *signer,
-                             uint64_t seed, uint64_t patients, uint64_t rng, int proof) {
+                             const wallet_session *sess, uint64_t seed, uint64_t patients, uint64_t rng,
+                             int proof) {
     char **v = xcalloc(n, sizeof *v), **heads = xcalloc(n, sizeof *heads);
     uint64_t now = wall_ms() / 1000;
     char gk[2 * CHAIN_KEY_LEN + 1], pk[2 * CHAIN_KEY_LEN + 1];
@@ -1201,7 +1206,8 @@ static char **checks_targets(char ***heads_out, uint32_t n, const chain_genesis 
         snprintf(v[i], 256, "/v1/grants/check?patient=%s&grantee=%s&scope=Observation&purpose=TREAT%s", pk, gk,
                  proof ? "&proof=1" : "");
         heads[i] = xcalloc(1, 512);
-        int rc = wallet_auth_headers(heads[i], 512, signer, "GET", v[i], now);
+        int rc = sess ? wallet_session_headers(heads[i], 512, sess, "GET", v[i], now)
+                      : wallet_auth_headers(heads[i], 512, signer, "GET", v[i], now);
         if (rc < 0) die("sign request", rc);
     }
     *heads_out = heads;
@@ -1229,7 +1235,7 @@ static void checks_answer(checks_stats *s, const wallet_http_response *r, uint64
 static int cmd_checks(int argc, char **argv) {
     static const wallet_opt_spec spec[] = {{"node", 1},     {"genesis", 1}, {"seed", 1},   {"patients", 1},
                                            {"duration", 1}, {"depth", 1},   {"sample", 1}, {"proof", 0},
-                                           {"key", 1},      {"passphrase-file", 1}};
+                                           {"key", 1},      {"passphrase-file", 1}, {"auth", 1}};
     opts o;
     opts_parse(&o, spec, sizeof spec / sizeof spec[0], argc, argv);
     wallet_client cl;
@@ -1243,6 +1249,9 @@ static int cmd_checks(int argc, char **argv) {
     uint32_t depth = (uint32_t)opt_u64(&o, "depth", 16, WALLET_CONN_PIPELINE_MAX);
     uint32_t sample = (uint32_t)opt_u64(&o, "sample", 20000, BENCH_CHECK_SAMPLE_MAX);
     int proof = opt_flag(&o, "proof");
+    const char *auth = opt_str(&o, "auth", "session");
+    if (strcmp(auth, "session") != 0 && strcmp(auth, "signed") != 0) die_msg("usage", "--auth is session or signed");
+    int use_session = strcmp(auth, "session") == 0;
     if (depth == 0 || sample == 0) die_msg("usage", "--depth and --sample must be >= 1");
     uint64_t rng = seed * 0x9e3779b97f4a7c15ull + 1;
     fprintf(stderr, "consent_bench checks: deriving %u patient keys (seed %" PRIu64 ")\n", sample, seed);
@@ -1255,8 +1264,11 @@ static int cmd_checks(int argc, char **argv) {
     chain_key_pubkey(signer, &spk);
     if (memcmp(spk.b, pick_grantee(g)->key.b, CHAIN_KEY_LEN) != 0)
         die_msg("key", "not the key of the grantee institution populate grants to");
+    wallet_session sess;
+    if (use_session && wallet_session_open(&sess, err, &cl, signer)) die_msg("session", err);
     char **heads = NULL;
-    char **targets = checks_targets(&heads, sample, g, signer, seed, patients, rng, proof);
+    char **targets = checks_targets(&heads, sample, g, signer, use_session ? &sess : NULL, seed, patients, rng, proof);
+    if (use_session) wallet_session_clear(&sess);
     chain_key_destroy(signer);
 
     wallet_conn *k;
@@ -1294,10 +1306,10 @@ static int cmd_checks(int argc, char **argv) {
     }
     wallet_conn_close(k);
     qsort(s.lat, s.lat_n, sizeof *s.lat, cmp_u64);
-    printf("{\"proof\": %s, \"depth\": %u, \"duration_s\": %.2f, \"checks\": %" PRIu64 ", \"checks_per_s\": %.0f, "
+    printf("{\"auth\": \"%s\", \"proof\": %s, \"depth\": %u, \"duration_s\": %.2f, \"checks\": %" PRIu64 ", \"checks_per_s\": %.0f, "
            "\"permit\": %" PRIu64 ", \"deny\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"with_cert\": %" PRIu64 ", \"with_state_proof\": %" PRIu64 ", "
            "\"latency_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, \"patients\": %" PRIu64,
-           proof ? "true" : "false", depth, dt, s.done, (double)s.done / dt, s.permit, s.deny, s.errors, s.proofs, s.state_proofs,
+           auth, proof ? "true" : "false", depth, dt, s.done, (double)s.done / dt, s.permit, s.deny, s.errors, s.proofs, s.state_proofs,
            (double)pct(s.lat, s.lat_n, 0.5) / 1e6, (double)pct(s.lat, s.lat_n, 0.99) / 1e6,
            s.lat_n ? (double)s.lat[s.lat_n - 1] / 1e6 : 0.0, patients);
     json_t *fe = json_string(s.first_error);
@@ -1369,7 +1381,7 @@ static void usage(FILE *f) {
             "             [--per-patient K] [--seed X] [--threads T] [--time-limit S]\n"
             "             (the node must be stopped)\n"
             "  checks     --node URL --genesis PATH --key GRANTEE.key --passphrase-file FILE --patients N\n"
-            "             [--seed X] [--duration S] [--depth D] [--sample N] [--proof]\n"
+            "             [--seed X] [--duration S] [--depth D] [--sample N] [--proof] [--auth session|signed]\n"
             "  sync       --node URL --height H [--timeout S] [--txs N]\n");
 }
 

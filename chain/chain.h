@@ -457,6 +457,44 @@ int chain_api_sign(const chain_key *key, chain_sig *out, const char *method, con
  * malformed method or target). */
 int chain_api_verify(const chain_pubkey *pk, const chain_sig *sig, const char *method,
                      const char *target, uint64_t time_s, uint64_t now_s) CHAIN_WUR;
+/* The same for a request with a body: the message gains "\n" ||
+ * hex(SHA-256(body)) after TIME (body_len 0: exactly the message above). */
+int chain_api_sighash_body(chain_hash *out, const char *method, const char *target, uint64_t time_s,
+                           const uint8_t *body, size_t body_len) CHAIN_WUR;
+int chain_api_sign_body(const chain_key *key, chain_sig *out, const char *method, const char *target,
+                        uint64_t time_s, const uint8_t *body, size_t body_len) CHAIN_WUR;
+int chain_api_verify_body(const chain_pubkey *pk, const chain_sig *sig, const char *method,
+                          const char *target, uint64_t time_s, uint64_t now_s, const uint8_t *body,
+                          size_t body_len) CHAIN_WUR;
+
+/* Sessions (README, "Sessions"): a signed POST /v1/sessions exchanges
+ * ephemeral secp256k1 keys (33-byte compressed points); both sides derive
+ * the session key = HKDF-SHA256(ikm = ECDH(my secret, peer point),
+ * salt = "consent/session/v1", info = "consent/session/v1" || client point
+ * || node point || caller key || session id). Requests then carry
+ * X-Consent-Session, X-Consent-Time and X-Consent-Mac = HMAC-SHA256(session
+ * key, the bodyless message of chain_api_sighash). */
+#define CHAIN_API_EPH_SEC_LEN 32
+#define CHAIN_API_EPH_PUB_LEN 33
+#define CHAIN_API_SESSION_ID_LEN 16
+#define CHAIN_API_SESSION_KEY_LEN 32
+#define CHAIN_API_MAC_LEN 32
+/* A fresh ephemeral key pair (OpenSSL's CSPRNG). */
+int chain_api_eph_keygen(uint8_t sec[CHAIN_API_EPH_SEC_LEN], uint8_t pub[CHAIN_API_EPH_PUB_LEN]) CHAIN_WUR;
+/* 1 if pub is a compressed point on the curve. */
+int chain_api_eph_valid(const uint8_t pub[CHAIN_API_EPH_PUB_LEN]);
+/* CHAIN_EINVAL for a peer point off the curve (or an invalid secret). */
+int chain_api_session_key(uint8_t key[CHAIN_API_SESSION_KEY_LEN], const uint8_t my_sec[CHAIN_API_EPH_SEC_LEN],
+                          const uint8_t peer_pub[CHAIN_API_EPH_PUB_LEN],
+                          const uint8_t client_pub[CHAIN_API_EPH_PUB_LEN],
+                          const uint8_t node_pub[CHAIN_API_EPH_PUB_LEN], const chain_pubkey *caller,
+                          const uint8_t sid[CHAIN_API_SESSION_ID_LEN]) CHAIN_WUR;
+int chain_api_mac(uint8_t mac[CHAIN_API_MAC_LEN], const uint8_t key[CHAIN_API_SESSION_KEY_LEN],
+                  const char *method, const char *target, uint64_t time_s) CHAIN_WUR;
+/* 0 if mac is right (constant-time compare) and time_s within
+ * CHAIN_API_SKEW_S of now_s; CHAIN_ETIME, CHAIN_ESIG or CHAIN_EINVAL. */
+int chain_api_mac_verify(const uint8_t key[CHAIN_API_SESSION_KEY_LEN], const uint8_t mac[CHAIN_API_MAC_LEN],
+                         const char *method, const char *target, uint64_t time_s, uint64_t now_s) CHAIN_WUR;
 
 /* ------------------------------------------------------------------ execution */
 /* A block under construction or validation: an overlay of state changes on

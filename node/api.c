@@ -8,7 +8,9 @@
  *
  * Who may ask: checks and patient listings reveal who is interested in
  * whom, so they need a signed request (chain_api_verify over method, target
- * and time; headers X-Consent-Key, X-Consent-Time, X-Consent-Signature): a
+ * and time; headers X-Consent-Key, X-Consent-Time, X-Consent-Signature) or
+ * a session's MAC over the same (POST /v1/sessions, session.c;
+ * X-Consent-Session, X-Consent-Time, X-Consent-Mac): a
  * check by the grantee institution itself or an operator (a validator key),
  * a listing by the patient, their guardian or an operator. Every such
  * request, answered or refused, goes to the audit log (audit.c). Status,
@@ -24,6 +26,8 @@
 
 #include <http_parser.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "node/node_int.h"
 
@@ -220,26 +224,54 @@ typedef struct {
     chain_pubkey key;
 } caller;
 
-/* Verifies the request signature if there is one. -1 with a 401 answer for
- * an incomplete, malformed, stale or wrong signature; 0 otherwise (who says
- * whether anyone signed). */
-static int authenticate(caller *who, node__http_resp *resp, const node__http_req *req) {
-    who->signed_by = 0;
-    int have = (req->auth_key[0] != 0) + (req->auth_time[0] != 0) + (req->auth_sig[0] != 0);
-    if (have == 0) return 0;
+/* A session request: X-Consent-Session, X-Consent-Time, X-Consent-Mac.
+ * NULL if it passes (who->key = the session's caller), else why not. */
+static const char *session_auth(node *n, caller *who, const node__http_req *req) {
+    uint8_t sid[CHAIN_API_SESSION_ID_LEN], mac[CHAIN_API_MAC_LEN];
+    uint64_t t = 0;
+    const uint8_t *key = NULL;
+    if (req->auth_key[0] || req->auth_sig[0])
+        return "X-Consent-Session does not go with X-Consent-Key or X-Consent-Signature";
+    if (!req->auth_time[0] || !req->auth_mac[0]) return "X-Consent-Session, X-Consent-Time and X-Consent-Mac go together";
+    if (parse_hex(sid, sizeof sid, req->auth_session)) return "X-Consent-Session must be 32 lower-case hex digits";
+    if (parse_u64(&t, req->auth_time)) return "X-Consent-Time must be unix seconds";
+    if (parse_hex(mac, sizeof mac, req->auth_mac)) return "X-Consent-Mac must be 64 lower-case hex digits";
+    uint64_t now = node__now_s();
+    int rc = node__session_find(node__get_sessions(n), sid, now, &who->key, &key);
+    if (rc == CHAIN_ENOTFOUND) return "unknown session (open one with POST /v1/sessions)";
+    if (rc) return "session expired (open a new one with POST /v1/sessions)";
+    rc = chain_api_mac_verify(key, mac, http_method_str((enum http_method)req->method), req->target, t, now);
+    if (rc == CHAIN_ETIME) return "X-Consent-Time is more than 300 s from the node's clock";
+    if (rc) return "bad request MAC";
+    return NULL;
+}
+
+/* A signed request: X-Consent-Key, X-Consent-Time, X-Consent-Signature
+ * over method, target, time (and the body, if any). NULL if it passes. */
+static const char *signature_auth(caller *who, const node__http_req *req) {
     chain_sig sig;
     uint64_t t = 0;
-    const char *why = NULL;
-    if (have != 3) why = "X-Consent-Key, X-Consent-Time and X-Consent-Signature go together";
-    else if (parse_hex(who->key.b, CHAIN_KEY_LEN, req->auth_key)) why = "X-Consent-Key must be 64 lower-case hex digits";
-    else if (parse_u64(&t, req->auth_time)) why = "X-Consent-Time must be unix seconds";
-    else if (parse_hex(sig.b, CHAIN_SIG_LEN, req->auth_sig)) why = "X-Consent-Signature must be 128 lower-case hex digits";
-    if (!why) {
-        int rc = chain_api_verify(&who->key, &sig, http_method_str((enum http_method)req->method),
-                                  req->target, t, node__now_s());
-        if (rc == CHAIN_ETIME) why = "X-Consent-Time is more than 300 s from the node's clock";
-        else if (rc) why = "bad request signature";
-    }
+    if (req->auth_mac[0]) return "X-Consent-Mac goes with X-Consent-Session";
+    if (!req->auth_key[0] || !req->auth_time[0] || !req->auth_sig[0])
+        return "X-Consent-Key, X-Consent-Time and X-Consent-Signature go together";
+    if (parse_hex(who->key.b, CHAIN_KEY_LEN, req->auth_key)) return "X-Consent-Key must be 64 lower-case hex digits";
+    if (parse_u64(&t, req->auth_time)) return "X-Consent-Time must be unix seconds";
+    if (parse_hex(sig.b, CHAIN_SIG_LEN, req->auth_sig)) return "X-Consent-Signature must be 128 lower-case hex digits";
+    int rc = chain_api_verify_body(&who->key, &sig, http_method_str((enum http_method)req->method), req->target, t,
+                                   node__now_s(), req->body, req->body_len);
+    if (rc == CHAIN_ETIME) return "X-Consent-Time is more than 300 s from the node's clock";
+    if (rc) return "bad request signature";
+    return NULL;
+}
+
+/* Authenticates the request if it carries credentials (a session MAC or a
+ * signature). -1 with a 401 answer for incomplete, malformed, stale or
+ * wrong ones; 0 otherwise (who says whether anyone authenticated). */
+static int authenticate(node *n, caller *who, node__http_resp *resp, const node__http_req *req) {
+    who->signed_by = 0;
+    int have = req->auth_key[0] || req->auth_time[0] || req->auth_sig[0] || req->auth_session[0] || req->auth_mac[0];
+    if (!have) return 0;
+    const char *why = req->auth_session[0] ? session_auth(n, who, req) : signature_auth(who, req);
     if (why) {
         node__http_error(resp, 401, why);
         return -1;
@@ -269,7 +301,7 @@ static void refuse_caller(node *n, node__http_resp *resp, const caller *who, con
                           const chain_pubkey *patient, const chain_pubkey *grantee, const char *rule) {
     if (!who->signed_by) {
         node__http_error(resp, 401, "this route needs a signed request (X-Consent-Key, X-Consent-Time, "
-                                    "X-Consent-Signature)");
+                                    "X-Consent-Signature) or a session (X-Consent-Session, X-Consent-Mac)");
         audit(n, who, route, patient, grantee, "refused-401");
         return;
     }
@@ -510,7 +542,7 @@ static void route_check(node *n, node__http_resp *resp, const node__http_req *re
         node__http_error(resp, 400, err);
         return;
     }
-    if (authenticate(&who, resp, req)) {
+    if (authenticate(n, &who, resp, req)) {
         audit(n, &who, "check", &a.patient, &a.grantee, "refused-401");
         return;
     }
@@ -568,7 +600,7 @@ static int patient_gate(node *n, node__http_resp *resp, chain_pubkey *p, caller 
         node__http_error(resp, 400, "patient key must be 64 lower-case hex digits");
         return -1;
     }
-    if (authenticate(who, resp, req)) {
+    if (authenticate(n, who, resp, req)) {
         audit(n, who, route, p, NULL, "refused-401");
         return -1;
     }
@@ -625,6 +657,62 @@ static void route_patient_access(node *n, node__http_resp *resp, const node__htt
     audit(n, &who, "patient_access", &p, NULL, "listed");
     reply(resp, 200, json_pack("{s:o,s:o,s:b}", "patient", hexj(p.b, CHAIN_KEY_LEN), "access", l.arr,
                                "truncated", rc == 1));
+}
+
+/* ------------------------------------------------------------------ sessions */
+/* The caller's ephemeral key from {"public_key": "<66 hex>"}; -1 with resp set. */
+static int session_body(uint8_t pub[CHAIN_API_EPH_PUB_LEN], node__http_resp *resp, const node__http_req *req) {
+    if (strcmp(req->content_type, "application/json") != 0) {
+        node__http_error(resp, 415, "content type must be application/json");
+        return -1;
+    }
+    json_error_t je;
+    json_t *o = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *pk = o && json_is_object(o) && json_object_size(o) == 1 ? json_object_get(o, "public_key") : NULL;
+    const char *hex = json_is_string(pk) ? json_string_value(pk) : NULL;
+    int rc = -1;
+    if (!o) node__http_error(resp, 400, "malformed JSON body");
+    else if (!hex) node__http_error(resp, 400, "body must be {\"public_key\": \"<66 hex>\"}");
+    else if (parse_hex(pub, CHAIN_API_EPH_PUB_LEN, hex))
+        node__http_error(resp, 400, "public_key must be 66 lower-case hex digits (a compressed secp256k1 point)");
+    else if (!chain_api_eph_valid(pub)) node__http_error(resp, 400, "public_key is not a valid secp256k1 point");
+    else rc = 0;
+    json_decref(o);
+    return rc;
+}
+
+/* POST /v1/sessions: a signed request (the body is part of what is signed,
+ * so nobody can swap the key) opens a session for its signer. The node's
+ * ephemeral secret lives only for this call. */
+static void route_session(node *n, node__http_resp *resp, const node__http_req *req) {
+    caller who;
+    uint8_t cpub[CHAIN_API_EPH_PUB_LEN], npub[CHAIN_API_EPH_PUB_LEN], nsec[CHAIN_API_EPH_SEC_LEN];
+    uint8_t key[CHAIN_API_SESSION_KEY_LEN], sid[CHAIN_API_SESSION_ID_LEN];
+    uint64_t expires = 0;
+    if (req->auth_session[0]) {
+        node__http_error(resp, 401, "a session is opened with a signed request, not another session");
+        return;
+    }
+    if (authenticate(n, &who, resp, req)) return;
+    if (!who.signed_by) {
+        node__http_error(resp, 401, "this route needs a signed request (X-Consent-Key, X-Consent-Time, "
+                                    "X-Consent-Signature)");
+        return;
+    }
+    if (session_body(cpub, resp, req)) return;
+    int rc = chain_api_eph_keygen(nsec, npub);
+    /* 128 random bits: the id is unguessable, and bound into the key. */
+    if (rc == 0) rc = RAND_bytes(sid, sizeof sid) == 1 ? 0 : -1;
+    if (rc == 0) rc = chain_api_session_key(key, nsec, cpub, cpub, npub, &who.key, sid);
+    if (rc == 0) rc = node__session_open(node__get_sessions(n), sid, &expires, &who.key, key, node__now_s());
+    OPENSSL_cleanse(nsec, sizeof nsec);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc) {
+        node__http_error(resp, 500, "cannot open a session");
+        return;
+    }
+    reply(resp, 201, json_pack("{s:o,s:o,s:o}", "session", hexj(sid, sizeof sid), "public_key",
+                               hexj(npub, sizeof npub), "expires", u64j(expires)));
 }
 
 /* ------------------------------------------------------------------ blocks */
@@ -916,6 +1004,8 @@ void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *re
         if (want(resp, req, HTTP_POST)) route_submit(n, resp, req);
     } else if (strcmp(p, "/v1/txs/batch") == 0) {
         if (want(resp, req, HTTP_POST)) route_batch(n, resp, req);
+    } else if (strcmp(p, "/v1/sessions") == 0) {
+        if (want(resp, req, HTTP_POST)) route_session(n, resp, req);
     } else if (!get_routes(n, resp, req)) {
         node__http_error(resp, 404, "no such route");
     }

@@ -63,6 +63,8 @@ typedef struct conn {
     char auth_key[HVAL_MAX];
     char auth_time[HVAL_MAX];
     char auth_sig[HVAL_MAX];
+    char auth_session[HVAL_MAX];
+    char auth_mac[HVAL_MAX];
     uint64_t cursor;                 /* a stream's next block height */
     int live;                        /* the stream has caught up with the tip */
     int expect_continue;
@@ -98,8 +100,11 @@ static const char *reason_phrase(int status) {
     switch (status) {
     case 100: return "Continue";
     case 200: return "OK";
+    case 201: return "Created";
     case 202: return "Accepted";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
@@ -275,7 +280,7 @@ static int on_message_begin(http_parser *p) {
     c->head_bytes = c->url_len = c->hfield_len = c->hval_len = 0;
     c->in_value = c->expect_continue = 0;
     c->content_type[0] = c->accept[0] = 0;
-    c->auth_key[0] = c->auth_time[0] = c->auth_sig[0] = 0;
+    c->auth_key[0] = c->auth_time[0] = c->auth_sig[0] = c->auth_session[0] = c->auth_mac[0] = 0;
     c->body_len = 0;
     return 0;
 }
@@ -323,6 +328,8 @@ static void header_done(conn *c) {
     else if (strcasecmp(c->hfield, "x-consent-key") == 0) trim_value(c->auth_key, c->hval, c->hval_len);
     else if (strcasecmp(c->hfield, "x-consent-time") == 0) trim_value(c->auth_time, c->hval, c->hval_len);
     else if (strcasecmp(c->hfield, "x-consent-signature") == 0) trim_value(c->auth_sig, c->hval, c->hval_len);
+    else if (strcasecmp(c->hfield, "x-consent-session") == 0) trim_value(c->auth_session, c->hval, c->hval_len);
+    else if (strcasecmp(c->hfield, "x-consent-mac") == 0) trim_value(c->auth_mac, c->hval, c->hval_len);
     else if (strcasecmp(c->hfield, "expect") == 0) {
         char v[HVAL_MAX];
         lower_value(v, c->hval, c->hval_len, 0);
@@ -493,7 +500,8 @@ static int on_message_complete(http_parser *p) {
     char *q = strchr(c->url, '?');
     if (q) *q = 0;
     node__http_req req = {(int)p->method, c->url, q ? q + 1 : "", c->content_type, c->accept,
-                          c->body, c->body_len, target, c->auth_key, c->auth_time, c->auth_sig};
+                          c->body, c->body_len, target, c->auth_key, c->auth_time, c->auth_sig,
+                          c->auth_session, c->auth_mac};
     node__http_resp resp = {0};
     c->srv->h.handle(c->srv->h.arg, &resp, &req);
     if (!resp.body && !resp.stream) node__http_error(&resp, 500, "out of memory");

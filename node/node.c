@@ -65,6 +65,7 @@ struct node {
     node__metrics metrics;
     node__http *http;
     node__audit *audit;
+    node__sessions *sessions;
     node__producer *prod;
     node_p2p *p2p;
     uv_timer_t cons_timer;
@@ -114,6 +115,7 @@ node__rejects *node__get_rejects(const node *n) { return n->rj; }
 node__metrics *node__get_metrics(node *n) { return &n->metrics; }
 node__http *node__get_http(const node *n) { return n->http; }
 node__audit *node__get_audit(const node *n) { return n->audit; }
+node__sessions *node__get_sessions(const node *n) { return n->sessions; }
 struct node_p2p *node__get_p2p(const node *n) { return n->p2p; }
 
 void node_set_p2p(node *n, const node_p2p_hooks *hooks) { n->hooks = *hooks; }
@@ -736,6 +738,8 @@ static int create_parts(node *n, char *err, size_t errlen) {
     if ((rc = open_store(n, err, errlen))) return rc;
     if (node__audit_open(&n->audit, n->cfg.data_dir))
         return fail(err, errlen, NODE_EIO, "audit log in %s: %s", n->cfg.data_dir, strerror(errno));
+    if ((rc = node__sessions_create(&n->sessions, NODE_SESSIONS_DEFAULT, NODE_SESSION_TTL_S)))
+        return fail(err, errlen, rc, "%s%s", "sessions: out of memory", "");
     n->mp = node__mempool_create(n->cfg.mempool_max);
     n->rj = node__rejects_create(NODE_REJECTS_MAX);
     if (!n->mp || !n->rj) return fail(err, errlen, NODE_ENOMEM, "%s%s", "out of memory", "");
@@ -783,6 +787,8 @@ static void free_parts(node *n) {
     n->store = NULL;
     node__audit_close(n->audit);
     n->audit = NULL;
+    node__sessions_destroy(n->sessions);
+    n->sessions = NULL;
     node__mempool_destroy(n->mp);
     node__rejects_destroy(n->rj);
     chain_key_destroy(n->key);
@@ -869,6 +875,8 @@ static void part_closed(node *n) {
     n->store = NULL;
     node__audit_close(n->audit);   /* fsyncs the last batch */
     n->audit = NULL;
+    node__sessions_destroy(n->sessions);
+    n->sessions = NULL;
     node_log(&n->lg, NODE_LOG_INFO, "node stopped");
     if (n->done) n->done(n, n->done_arg);
 }

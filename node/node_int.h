@@ -91,10 +91,14 @@ typedef struct {
     size_t body_len;
     const char *target;              /* path and query as sent (what callers sign) */
     /* Request authentication (chain_api_verify): the raw X-Consent-Key,
-     * X-Consent-Time and X-Consent-Signature values, trimmed; "" if absent. */
+     * X-Consent-Time and X-Consent-Signature values, trimmed; "" if absent.
+     * A session request (chain_api_mac_verify) has X-Consent-Session and
+     * X-Consent-Mac with X-Consent-Time instead. */
     const char *auth_key;
     const char *auth_time;
     const char *auth_sig;
+    const char *auth_session;
+    const char *auth_mac;
 } node__http_req;
 
 typedef struct {
@@ -181,6 +185,27 @@ int node__audit_log(node__audit *a, uint64_t now_ms, const chain_pubkey *caller,
                     const chain_pubkey *patient, const chain_pubkey *grantee, const char *decision);
 uint64_t node__audit_failures(const node__audit *a);
 
+/* ------------------------------------------------------------------ sessions */
+/* Authenticated API sessions (session.c, README "Sessions"): a fixed table
+ * of capacity sessions, each living ttl_s from its creation; a full table
+ * evicts the oldest. */
+#define NODE_SESSIONS_MAX 65536
+#define NODE_SESSIONS_DEFAULT 4096
+#define NODE_SESSION_TTL_S 3600
+typedef struct node__sessions node__sessions;
+int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t ttl_s);
+void node__sessions_destroy(node__sessions *t);   /* wipes the keys; NULL is fine */
+/* A new session id (random, drawn by the caller) for caller with this key;
+ * its expiry into *expires_s. NODE_EDUP if the id is taken. */
+int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t *expires_s,
+                       const chain_pubkey *caller, const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s);
+/* 0 with the caller and a pointer to the key (valid until the next open);
+ * CHAIN_ENOTFOUND for an unknown id, CHAIN_ETIME for an expired one (which
+ * is dropped). */
+int node__session_find(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t now_s,
+                       chain_pubkey *caller, const uint8_t **key);
+uint32_t node__sessions_count(const node__sessions *t);
+
 /* ------------------------------------------------------------------ node */
 /* Admission of one encoded transaction (client or gossip). On success
  * *hash gets its id. On refusal, returns the error and reason (NODE_REASON_MAX
@@ -203,6 +228,7 @@ node__rejects *node__get_rejects(const node *n);
 node__metrics *node__get_metrics(node *n);
 node__http *node__get_http(const node *n);
 node__audit *node__get_audit(const node *n);
+node__sessions *node__get_sessions(const node *n);
 /* The peer transport (node/p2p.h), NULL once the node is stopping. */
 struct node_p2p *node__get_p2p(const node *n);
 size_t node__peers(const node *n, uint32_t *out, size_t max);

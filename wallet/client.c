@@ -173,13 +173,14 @@ static int recv_response(int fd, wallet_http_response *out)
     return rc;
 }
 
-int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
-                        const char *target, uint64_t now_s)
+/* The signing headers over method, target, time and the body (if any). */
+static int auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
+                        const char *target, uint64_t now_s, const uint8_t *body, size_t body_len)
 {
     chain_pubkey pk;
     chain_sig sig;
     char khex[2 * CHAIN_KEY_LEN + 1], shex[2 * CHAIN_SIG_LEN + 1];
-    int n, rc = chain_api_sign(key, &sig, method, target, now_s);
+    int n, rc = chain_api_sign_body(key, &sig, method, target, now_s, body, body_len);
     if (rc)
         return rc;
     chain_key_pubkey(key, &pk);
@@ -188,6 +189,12 @@ int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char 
     n = snprintf(out, cap, "X-Consent-Key: %s\r\nX-Consent-Time: %" PRIu64
                  "\r\nX-Consent-Signature: %s\r\n", khex, now_s, shex);
     return n > 0 && (size_t)n < cap ? n : CHAIN_EBOUNDS;
+}
+
+int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
+                        const char *target, uint64_t now_s)
+{
+    return auth_headers(out, cap, key, method, target, now_s, NULL, 0);
 }
 
 int wallet_client_head_end(const wallet_client *c, char *head, size_t cap, int n, char *err,
@@ -200,8 +207,8 @@ int wallet_client_head_end(const wallet_client *c, char *head, size_t cap, int n
         char full[sizeof c->prefix + WALLET_PATH_LEN_MAX + 1];
         int rc;
         snprintf(full, sizeof full, "%s%s", c->prefix, target);
-        rc = wallet_auth_headers(head + n, cap - (size_t)n, c->sign_key, method, full,
-                                 (uint64_t)time(NULL));
+        rc = auth_headers(head + n, cap - (size_t)n, c->sign_key, method, full, (uint64_t)time(NULL),
+                          body, body ? body_len : 0);
         if (rc < 0) {
             snprintf(err, WALLET_ERR_LEN, "cannot sign the request: %s", chain_strerror(rc));
             return rc;
@@ -304,7 +311,7 @@ int wallet_client_stream(wallet_client *c, char *err, const char *target, wallet
 }
 
 /* Parses a JSON response; a 4xx/5xx becomes WALLET_ESTATUS with its reason. */
-static int response_json(json_t **out, char *err, const wallet_http_response *r, const char *what)
+int wallet_response_json(json_t **out, char *err, const wallet_http_response *r, const char *what)
 {
     json_error_t jerr;
     json_t *j = json_loadb(r->body, r->body_len, 0, &jerr);
@@ -333,7 +340,7 @@ int wallet_client_get_json(wallet_client *c, json_t **out, char *err, const char
     int rc = wallet_client_request(c, &r, err, "GET", target, NULL, NULL, 0);
     if (rc)
         return rc;
-    rc = response_json(out, err, &r, target);
+    rc = wallet_response_json(out, err, &r, target);
     wallet_http_response_free(&r);
     return rc;
 }
@@ -347,7 +354,7 @@ int wallet_client_submit(wallet_client *c, chain_hash *hash_out, char *err, cons
     int rc = wallet_client_request(c, &r, err, "POST", "/v1/txs", "application/x-protobuf", tx, len);
     if (rc)
         return rc;
-    rc = response_json(&j, err, &r, "submit");
+    rc = wallet_response_json(&j, err, &r, "submit");
     wallet_http_response_free(&r);
     if (rc)
         return rc;

@@ -147,17 +147,40 @@ int wallet_client_init(wallet_client *c, const char *url) CHAIN_WUR;
 int wallet_auth_headers(char *out, size_t cap, const chain_key *key, const char *method,
                         const char *target, uint64_t now_s) CHAIN_WUR;
 /* Ends a request head of n bytes in head (cap bytes): the signing headers
- * over prefix + target when sign is set and c has a sign_key, Content-Type
+ * over prefix + target (and the body, chain_api_sign_body) when sign is set
+ * and c has a sign_key, Content-Type
  * and Content-Length when there is a body, and the blank line. Returns the
  * new length, or a negative error with err set (the signature failed). */
 int wallet_client_head_end(const wallet_client *c, char *head, size_t cap, int n, char *err,
                            const char *method, const char *target, int sign, const char *content_type,
                            const uint8_t *body, size_t body_len) CHAIN_WUR;
+/* An authenticated API session (README, "Sessions"): opened with one
+ * signed POST /v1/sessions, then each request carries a MAC instead of a
+ * signature. The key is secret: wipe it with wallet_session_clear. */
+typedef struct {
+    uint8_t id[CHAIN_API_SESSION_ID_LEN];
+    uint8_t key[CHAIN_API_SESSION_KEY_LEN];
+    uint64_t expires_s;              /* node's clock, unix seconds */
+} wallet_session;
+/* Opens a session for key on c's node (an ephemeral ECDH exchange). A 4xx
+ * is WALLET_ESTATUS with the node's reason in err; a malformed answer
+ * WALLET_EJSON. */
+int wallet_session_open(wallet_session *out, char *err, wallet_client *c, const chain_key *key) CHAIN_WUR;
+/* "X-Consent-Session: ..\r\nX-Consent-Time: ..\r\nX-Consent-Mac: ..\r\n"
+ * for method and target (path and query as sent) at now_s into out.
+ * Returns the length or a negative error like wallet_auth_headers. */
+int wallet_session_headers(char *out, size_t cap, const wallet_session *s, const char *method,
+                           const char *target, uint64_t now_s) CHAIN_WUR;
+void wallet_session_clear(wallet_session *s);
+
 /* One request on a fresh connection ("Connection: close"). Any status is
  * returned in out; only transport and parse failures are errors. */
 int wallet_client_request(wallet_client *c, wallet_http_response *out, char *err,
                           const char *method, const char *target, const char *content_type,
                           const uint8_t *body, size_t body_len) CHAIN_WUR;
+/* r's body as a JSON object (a new reference in *out); a non-2xx status is
+ * WALLET_ESTATUS with the node's "error" in err (what names the route). */
+int wallet_response_json(json_t **out, char *err, const wallet_http_response *r, const char *what) CHAIN_WUR;
 /* GET target and parse JSON. 4xx/5xx are WALLET_ESTATUS with the body's
  * "error" in err. *out is a new reference. */
 int wallet_client_get_json(wallet_client *c, json_t **out, char *err, const char *target) CHAIN_WUR;
