@@ -222,6 +222,7 @@ static json_t *block_j(const chain_block *b) {
 typedef struct {
     int signed_by;                   /* 1: key holds a verified caller */
     chain_pubkey key;
+    node__session *session;          /* the session it came through, or NULL */
 } caller;
 
 /* A session request: X-Consent-Session, X-Consent-Time, X-Consent-Mac.
@@ -229,7 +230,7 @@ typedef struct {
 static const char *session_auth(node *n, caller *who, const node__http_req *req) {
     uint8_t sid[CHAIN_API_SESSION_ID_LEN], mac[CHAIN_API_MAC_LEN];
     uint64_t t = 0;
-    const uint8_t *key = NULL;
+    node__session *ses = NULL;
     if (req->auth_key[0] || req->auth_sig[0])
         return "X-Consent-Session does not go with X-Consent-Key or X-Consent-Signature";
     if (!req->auth_time[0] || !req->auth_mac[0]) return "X-Consent-Session, X-Consent-Time and X-Consent-Mac go together";
@@ -237,12 +238,14 @@ static const char *session_auth(node *n, caller *who, const node__http_req *req)
     if (parse_u64(&t, req->auth_time)) return "X-Consent-Time must be unix seconds";
     if (parse_hex(mac, sizeof mac, req->auth_mac)) return "X-Consent-Mac must be 64 lower-case hex digits";
     uint64_t now = node__now_s();
-    int rc = node__session_find(node__get_sessions(n), sid, now, &who->key, &key);
+    int rc = node__session_find(node__get_sessions(n), sid, now, &ses);
     if (rc == CHAIN_ENOTFOUND) return "unknown session (open one with POST /v1/sessions)";
     if (rc) return "session expired (open a new one with POST /v1/sessions)";
-    rc = chain_api_mac_verify(key, mac, http_method_str((enum http_method)req->method), req->target, t, now);
+    rc = chain_api_mac_verify(ses->key, mac, http_method_str((enum http_method)req->method), req->target, t, now);
     if (rc == CHAIN_ETIME) return "X-Consent-Time is more than 300 s from the node's clock";
     if (rc) return "bad request MAC";
+    who->key = ses->caller;
+    who->session = ses;
     return NULL;
 }
 
@@ -269,6 +272,7 @@ static const char *signature_auth(caller *who, const node__http_req *req) {
  * wrong ones; 0 otherwise (who says whether anyone authenticated). */
 static int authenticate(node *n, caller *who, node__http_resp *resp, const node__http_req *req) {
     who->signed_by = 0;
+    who->session = NULL;
     int have = req->auth_key[0] || req->auth_time[0] || req->auth_sig[0] || req->auth_session[0] || req->auth_mac[0];
     if (!have) return 0;
     const char *why = req->auth_session[0] ? session_auth(n, who, req) : signature_auth(who, req);
@@ -294,6 +298,12 @@ static void audit(node *n, const caller *who, const char *route, const chain_pub
     if (node__audit_log(node__get_audit(n), node__now_ms(), who->signed_by ? &who->key : NULL, route,
                         patient, grantee, decision) != 0)
         node_log(node_get_logger(n), NODE_LOG_ERROR, "audit log: cannot append (%s)", route);
+}
+
+void node__api_flush(void *arg) {
+    node *n = arg;
+    if (node__audit_flush(node__get_audit(n), node__now_ms()) != 0)
+        node_log(node_get_logger(n), NODE_LOG_ERROR, "audit log: cannot append");
 }
 
 /* 401 for no signature, 403 for a caller the rule leaves out; both audited. */
@@ -478,59 +488,46 @@ static int check_parse(check_args *a, char *err, size_t errlen, const char *qs) 
     return 0;
 }
 
-static json_t *hexbuf_j(const uint8_t *b, size_t len) {
-    char *s = malloc(2 * len + 1);
-    if (!s) return NULL;
-    chain_hex(s, b, len);
-    json_t *j = json_string(s);
-    free(s);
-    return j;
-}
-
-/* proof=1: the (patient, grantee) pair list, its state proof, the tip header
- * and its commit certificate (chain_check_prove), hex-encoded, so a client
- * holding only genesis can verify the answer (chain_check_verify). */
-static json_t *proof_j(const chain_check_proof *p) {
-    return json_pack("{s:o,s:o*,s:o*,s:o*,s:o*}", "height", u64j(p->height),
-                     "pair_list", hexbuf_j(p->pair_list, p->pair_list_len),
-                     "smt_proof", hexbuf_j(p->smt_proof, p->smt_proof_len),
-                     "header", hexbuf_j(p->header, p->header_len),
-                     "cert", hexbuf_j(p->cert, p->cert_len));
+/* A registered institution now; a session remembers a yes for the current
+ * tip, which spares a store read per check. */
+static int is_institution(node *n, const caller *who) {
+    uint64_t at = node_height(n) + 1;
+    if (who->session && who->session->inst_at == at) return 1;
+    chain_institution inst;
+    if (chain_store_institution(node_store(n), &who->key, &inst) != 0) return 0;
+    if (who->session) who->session->inst_at = at;
+    return 1;
 }
 
 /* The grantee institution itself, or an operator. */
 static int check_allowed(node *n, const caller *who, const check_args *a) {
     if (!who->signed_by) return 0;
     if (is_operator(n, &who->key)) return 1;
-    chain_institution inst;
-    return key_eq(&who->key, &a->grantee) && chain_store_institution(node_store(n), &who->key, &inst) == 0;
+    return key_eq(&who->key, &a->grantee) && is_institution(n, who);
 }
 
 /* The answer, proof included, read at one tip (the loop thread is the only
- * writer, so nothing commits in between). Returns 1 permit, 0 deny, -1
- * with resp set. */
-static int check_answer(node *n, node__http_resp *resp, json_t **out, const check_args *a) {
+ * writer, so nothing commits in between), printed into resp's body
+ * (answer.c). Returns 1 permit, 0 deny, -1 with resp set to the error. */
+static int check_answer(node *n, node__http_resp *resp, const check_args *a) {
     chain_check_proof p;
     memset(&p, 0, sizeof(p));
     int rc = a->proof ? chain_check_prove(node_store(n), &p, &a->patient, &a->grantee) : 0;
     chain_check_result r;
     if (rc == 0) rc = chain_check(node_store(n), &r, &a->patient, &a->grantee, a->scope, a->purpose, a->at);
     if (rc == 0 && a->proof && r.height != p.height) rc = CHAIN_EIO;
+    if (rc == 0) {
+        resp->body = node__check_json(&resp->body_len, &r, a->at, a->proof ? &p : NULL);
+        if (!resp->body) rc = CHAIN_ENOMEM;
+    }
+    chain_check_proof_free(&p);
     if (rc) {
-        chain_check_proof_free(&p);
         node__http_error(resp, rc == CHAIN_ESTATE ? 409 : rc == CHAIN_EIO || rc == CHAIN_ENOMEM ? 500 : 400,
                          rc == CHAIN_ESTATE ? "no committed block yet: nothing to prove against" : chain_strerror(rc));
         return -1;
     }
-    json_t *o = json_pack("{s:s,s:s,s:o,s:o}", "decision", r.decision == CHAIN_PERMIT ? "permit" : "deny",
-                          "reason", r.reason, "height", u64j(r.height), "at", u64j(a->at));
-    if (r.has_grant) json_object_set_new(o, "grant", grant_j(&r.grant));
-    if (a->proof) {
-        json_t *pj = proof_j(&p);
-        json_object_set_new(o, "proof", pj ? pj : json_null());
-    }
-    chain_check_proof_free(&p);
-    *out = o;
+    resp->status = 200;
+    resp->content_type = "application/json";
     return r.decision == CHAIN_PERMIT;
 }
 
@@ -551,11 +548,9 @@ static void route_check(node *n, node__http_resp *resp, const node__http_req *re
                       "only the grantee institution or an operator may ask this check");
         return;
     }
-    json_t *o = NULL;
-    int permit = check_answer(n, resp, &o, &a);
+    int permit = check_answer(n, resp, &a);
     if (permit < 0) return;
     audit(n, &who, "check", &a.patient, &a.grantee, permit ? "permit" : "deny");
-    reply(resp, 200, o);
 }
 
 static void route_grant(node *n, node__http_resp *resp, const char *arg) {

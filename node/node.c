@@ -744,7 +744,7 @@ static int create_parts(node *n, char *err, size_t errlen) {
     n->rj = node__rejects_create(NODE_REJECTS_MAX);
     if (!n->mp || !n->rj) return fail(err, errlen, NODE_ENOMEM, "%s%s", "out of memory", "");
     if (n->key && (rc = create_replica(n, err, errlen))) return rc;
-    node__http_handler h = {n, node__api_handle, node__api_body_max, node__api_stream_fill};
+    node__http_handler h = {n, node__api_handle, node__api_body_max, node__api_stream_fill, node__api_flush};
     rc = node__http_create(&n->http, n->loop, &n->lg, &n->metrics, &h, n->cfg.api_listen);
     if (rc) return fail(err, errlen, rc, "api_listen %s: %s", n->cfg.api_listen, rc == NODE_EIO ? "cannot listen" : "bad address");
     rc = node__producer_create(&n->prod, n, n->loop, n->cfg.block_interval_ms, n->cfg.block_txs_max);

@@ -121,6 +121,9 @@ typedef struct {
      * 1 when height is past the tip (the stream has caught up), or a
      * negative error (the stream is closed). */
     int (*stream_fill)(void *arg, char **out, size_t *len, uint64_t height);
+    /* After the requests of one read are answered, before their answers
+     * are written (NULL: nothing to do). */
+    void (*flush)(void *arg);
 } node__http_handler;
 
 typedef struct node__http node__http;
@@ -154,6 +157,11 @@ void node__http_error(node__http_resp *resp, int status, const char *reason);
 
 /* ------------------------------------------------------------------ api */
 void node__api_handle(void *arg, node__http_resp *resp, const node__http_req *req);
+/* The JSON of a check answer (answer.c) in a malloc'd buffer of *len
+ * bytes, with the proof when p is not NULL; NULL on no memory. */
+char *node__check_json(size_t *len, const chain_check_result *r, uint64_t at, const chain_check_proof *p);
+/* node__http_handler.flush: the audit lines of the answered batch. */
+void node__api_flush(void *arg);
 size_t node__api_body_max(void *arg, int method, const char *path);
 /* Pushes the grants, revocations, guardian changes and access records of a
  * committed block to event streams. */
@@ -163,9 +171,11 @@ int node__api_stream_fill(void *arg, char **out, size_t *len, uint64_t height);
 
 /* ------------------------------------------------------------------ audit */
 /* The local audit log: who asked about whom. One JSON line per check or
- * listing in DATA_DIR/audit.log (mode 0600, appended with write(2) as it
- * happens, fsync'd in batches: at most every NODE_AUDIT_SYNC_MS, sooner
- * after NODE_AUDIT_SYNC_LINES lines, and at close). A line:
+ * listing in DATA_DIR/audit.log (mode 0600, gathered in memory and appended
+ * with one write(2) per batch by node__audit_flush, which the HTTP server
+ * runs before it writes the batch's answers; fsync'd in batches: at most
+ * every NODE_AUDIT_SYNC_MS, sooner after NODE_AUDIT_SYNC_LINES lines, and
+ * at close). A line:
  *   {"time", "caller", "route", "patient", "grantee", "decision"}
  * time in unix seconds; caller is the authenticated key or null; route is
  * "check", "patient_grants" or "patient_access"; grantee is null for
@@ -178,11 +188,15 @@ typedef struct node__audit node__audit;
 int node__audit_open(node__audit **out, const char *data_dir);
 /* Flushes (fsync) and closes; NULL is fine. */
 void node__audit_close(node__audit *a);
-/* Appends one line. caller and grantee may be NULL. A write failure is
- * counted (node__audit_failures) and logged by the caller, never fatal to
- * the request. */
+/* Adds one line to the batch (writing the batch first if the buffer is
+ * full). caller and grantee may be NULL. A write failure is counted
+ * (node__audit_failures), returned as NODE_EIO and logged by the caller,
+ * never fatal to the request. */
 int node__audit_log(node__audit *a, uint64_t now_ms, const chain_pubkey *caller, const char *route,
                     const chain_pubkey *patient, const chain_pubkey *grantee, const char *decision);
+/* Writes the gathered lines with one write(2); NODE_EIO if that failed
+ * (the lines are counted as failures). NULL is fine. */
+int node__audit_flush(node__audit *a, uint64_t now_ms);
 uint64_t node__audit_failures(const node__audit *a);
 
 /* ------------------------------------------------------------------ sessions */
@@ -193,17 +207,24 @@ uint64_t node__audit_failures(const node__audit *a);
 #define NODE_SESSIONS_DEFAULT 4096
 #define NODE_SESSION_TTL_S 3600
 typedef struct node__sessions node__sessions;
+typedef struct {
+    chain_pubkey caller;
+    uint8_t key[CHAIN_API_SESSION_KEY_LEN];
+    /* api.c's memo: tip height + 1 at which caller was found to be a
+     * registered institution (state changes only with a block); 0: none. */
+    uint64_t inst_at;
+} node__session;
 int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t ttl_s);
 void node__sessions_destroy(node__sessions *t);   /* wipes the keys; NULL is fine */
 /* A new session id (random, drawn by the caller) for caller with this key;
  * its expiry into *expires_s. NODE_EDUP if the id is taken. */
 int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t *expires_s,
                        const chain_pubkey *caller, const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s);
-/* 0 with the caller and a pointer to the key (valid until the next open);
+/* 0 with *out pointing at the session (valid until the next open);
  * CHAIN_ENOTFOUND for an unknown id, CHAIN_ETIME for an expired one (which
  * is dropped). */
 int node__session_find(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t now_s,
-                       chain_pubkey *caller, const uint8_t **key);
+                       node__session **out);
 uint32_t node__sessions_count(const node__sessions *t);
 
 /* ------------------------------------------------------------------ node */

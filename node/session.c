@@ -21,8 +21,7 @@
 
 typedef struct {
     uint8_t id[CHAIN_API_SESSION_ID_LEN];
-    uint8_t key[CHAIN_API_SESSION_KEY_LEN];
-    chain_pubkey caller;
+    node__session s;
     uint64_t expires_s;
     int32_t hnext;                   /* next slot in the same bucket, -1 */
     int used;
@@ -89,8 +88,9 @@ int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_
     if (t->slots[i].used) unlink_slot(t, i);   /* the oldest session goes */
     slot *s = &t->slots[i];
     memcpy(s->id, id, CHAIN_API_SESSION_ID_LEN);
-    memcpy(s->key, key, CHAIN_API_SESSION_KEY_LEN);
-    s->caller = *caller;
+    memcpy(s->s.key, key, CHAIN_API_SESSION_KEY_LEN);
+    s->s.caller = *caller;
+    s->s.inst_at = 0;
     s->expires_s = now_s + t->ttl_s;
     s->used = 1;
     uint32_t b = bucket_of(t, id);
@@ -102,15 +102,14 @@ int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_
 }
 
 int node__session_find(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t now_s,
-                       chain_pubkey *caller, const uint8_t **key) {
+                       node__session **out) {
     int32_t i = find(t, id);
     if (i < 0) return CHAIN_ENOTFOUND;
     if (now_s >= t->slots[i].expires_s) {
         unlink_slot(t, i);
         return CHAIN_ETIME;
     }
-    *caller = t->slots[i].caller;
-    *key = t->slots[i].key;
+    *out = &t->slots[i].s;
     return NODE_OK;
 }
 

@@ -93,8 +93,8 @@ START_TEST(session_table_evicts_oldest_and_expires) {
     ck_assert_int_eq(node__sessions_create(&t, 3, 0), NODE_EINVAL);
     ck_assert_int_eq(node__sessions_create(&t, 3, 10), 0);
     uint8_t id[4][16], key[32] = {7};
-    chain_pubkey who[4], got;
-    const uint8_t *k = NULL;
+    chain_pubkey who[4];
+    node__session *k = NULL;
     uint64_t exp = 0;
     memset(id, 0, sizeof id);
     for (int i = 0; i < 4; i++) {
@@ -106,22 +106,23 @@ START_TEST(session_table_evicts_oldest_and_expires) {
     }
     /* Full at 3: the fourth evicted the first. */
     ck_assert_uint_eq(node__sessions_count(t), 3);
-    ck_assert_int_eq(node__session_find(t, id[0], 104, &got, &k), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(node__session_find(t, id[0], 104, &k), CHAIN_ENOTFOUND);
     for (int i = 1; i < 4; i++) {
-        ck_assert_int_eq(node__session_find(t, id[i], 104, &got, &k), 0);
-        ck_assert_mem_eq(got.b, who[i].b, 32);
-        ck_assert_mem_eq(k, key, 32);
+        ck_assert_int_eq(node__session_find(t, id[i], 104, &k), 0);
+        ck_assert_mem_eq(k->caller.b, who[i].b, 32);
+        ck_assert_mem_eq(k->key, key, 32);
+        ck_assert_uint_eq(k->inst_at, 0);
     }
     /* Expiry: the second lived 100 + 1 .. 111. */
-    ck_assert_int_eq(node__session_find(t, id[1], 110, &got, &k), 0);
-    ck_assert_int_eq(node__session_find(t, id[1], 111, &got, &k), CHAIN_ETIME);
-    ck_assert_int_eq(node__session_find(t, id[1], 111, &got, &k), CHAIN_ENOTFOUND);   /* dropped */
+    ck_assert_int_eq(node__session_find(t, id[1], 110, &k), 0);
+    ck_assert_int_eq(node__session_find(t, id[1], 111, &k), CHAIN_ETIME);
+    ck_assert_int_eq(node__session_find(t, id[1], 111, &k), CHAIN_ENOTFOUND);   /* dropped */
     ck_assert_uint_eq(node__sessions_count(t), 2);
     /* The next opens reuse slots in order, still evicting the oldest. */
     uint8_t more[16] = {9};
     ck_assert_int_eq(node__session_open(t, more, &exp, &who[0], key, 105), 0);
-    ck_assert_int_eq(node__session_find(t, id[2], 105, &got, &k), 0);
-    ck_assert_int_eq(node__session_find(t, more, 105, &got, &k), 0);
+    ck_assert_int_eq(node__session_find(t, id[2], 105, &k), 0);
+    ck_assert_int_eq(node__session_find(t, more, 105, &k), 0);
     node__sessions_destroy(t);
     node__sessions_destroy(NULL);
 }
