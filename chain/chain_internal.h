@@ -116,6 +116,9 @@ int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t 
  * CHAIN_EBOUNDS with *len = its size. No allocation of ours on this path. */
 int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, const uint8_t *key,
                       size_t klen);
+/* store.c: a committed tree node by hash (malloc'd), through the store's
+ * node cache; CHAIN_ENOTFOUND or CHAIN_EIO as chain__store_get. */
+int chain__store_node_get(chain_store *st, const chain_hash *h, uint8_t **val, size_t *len);
 /* store.c: a state-tree backend over the committed nodes (read-only; put
  * fails). For proofs against chain_store_state_root. */
 void chain__store_smt_backend(chain_store *st, chain__smt_backend *out);

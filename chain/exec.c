@@ -517,8 +517,7 @@ static int nodes_get(void *arg, const chain_hash *key, uint8_t **val, size_t *va
         *val_len = e.vlen;
         return CHAIN_OK;
     }
-    uint8_t k[CHAIN__KEY_MAX];
-    return chain__store_get(ex->st, val, val_len, k, chain__key_node(k, key));
+    return chain__store_node_get(ex->st, key, val, val_len);
 }
 
 static int nodes_put(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len)

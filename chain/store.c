@@ -28,10 +28,13 @@
  * the L0 blocks pinned, index/filter blocks kept in the high-priority part
  * of the cache, and a hash index inside data blocks. (A 128 MiB write
  * buffer for state was tried and measured no faster at 1M grants, and it
- * lengthens WAL replay on open, so the default 64 MiB stays.) RocksDB is safe for concurrent readers, and
- * the cached tip fields change only in chain__store_commit.
+ * lengthens WAL replay on open, so the default 64 MiB stays.) In front of
+ * RocksDB, tree nodes go through a small cache of their own (see
+ * node_slot). RocksDB is safe for concurrent readers, and the cached tip
+ * fields change only in chain__store_commit.
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +56,23 @@ static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "
 #define BLOCK_CACHE_MB_MIN 8u
 #define BLOCK_CACHE_MB_MAX (1024u * 1024)
 #define BLOCK_CACHE_ENV "CONSENT_BLOCK_CACHE_MB"
+#define NODE_BYTES (1 + 2 * CHAIN_HASH_LEN)    /* a stored tree node (smt.c) */
+#define NODE_CACHE_SLOTS ((size_t)1 << 18)     /* ~26 MiB */
+#define NODE_CACHE_LOCKS 64u
+
+/* Tree nodes by hash, direct-mapped (a slot holds the last node whose hash
+ * picked it). Every tree update reads the path from the root down, and the
+ * upper levels (a few hundred thousand nodes cover the top 17 levels) are
+ * what every block reads, most of them written by the block before; from
+ * RocksDB each costs a memtable search and a block-cache lookup. Nodes are
+ * content-addressed and never change, so a cached node is never stale; a
+ * collision just evicts. Readers on other threads (proofs) share it, hence
+ * the striped locks. */
+typedef struct {
+    chain_hash key;
+    uint8_t val[NODE_BYTES];
+    uint8_t used;
+} node_slot;
 
 struct chain_store {
     rocksdb_t *db;
@@ -68,6 +88,8 @@ struct chain_store {
     chain_hash tip_hash;
     chain_hash state_root;
     uint64_t tip_time_ms;
+    node_slot *nodes;   /* NODE_CACHE_SLOTS */
+    pthread_mutex_t node_locks[NODE_CACHE_LOCKS];
 };
 
 static uint64_t get_u64be(const uint8_t *p)
@@ -141,11 +163,60 @@ int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, co
     return rc;
 }
 
+/* ------------------------------------------------------------------ node cache */
+
+static size_t node_slot_of(const chain_hash *h)
+{
+    size_t x = 0;
+    memcpy(&x, h->b, sizeof x);   /* the hash is uniform: any 8 bytes do */
+    return x & (NODE_CACHE_SLOTS - 1);
+}
+
+static int node_cache_get(chain_store *st, const chain_hash *h, uint8_t out[NODE_BYTES])
+{
+    size_t i = node_slot_of(h);
+    pthread_mutex_t *mu = &st->node_locks[i % NODE_CACHE_LOCKS];
+    pthread_mutex_lock(mu);
+    const node_slot *s = &st->nodes[i];
+    int hit = s->used && memcmp(s->key.b, h->b, CHAIN_HASH_LEN) == 0;
+    if (hit) memcpy(out, s->val, NODE_BYTES);
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+static void node_cache_put(chain_store *st, const chain_hash *h, const uint8_t *val, size_t len)
+{
+    if (len != NODE_BYTES) return;   /* not a node: smt.c refuses it on read */
+    size_t i = node_slot_of(h);
+    pthread_mutex_t *mu = &st->node_locks[i % NODE_CACHE_LOCKS];
+    pthread_mutex_lock(mu);
+    node_slot *s = &st->nodes[i];
+    s->key = *h;
+    memcpy(s->val, val, NODE_BYTES);
+    s->used = 1;
+    pthread_mutex_unlock(mu);
+}
+
+int chain__store_node_get(chain_store *st, const chain_hash *h, uint8_t **val, size_t *len)
+{
+    uint8_t buf[NODE_BYTES];
+    if (node_cache_get(st, h, buf)) {
+        *val = malloc(NODE_BYTES);
+        if (*val == NULL) return CHAIN_ENOMEM;
+        memcpy(*val, buf, NODE_BYTES);
+        *len = NODE_BYTES;
+        return CHAIN_OK;
+    }
+    uint8_t k[CHAIN__KEY_MAX];
+    size_t kl = chain__key_node(k, h);
+    int rc = cf_get(st, CF_STATE, val, len, k, kl);
+    if (rc == CHAIN_OK) node_cache_put(st, h, *val, *len);
+    return rc;
+}
+
 static int smt_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
 {
-    uint8_t k[CHAIN__KEY_MAX];
-    size_t kl = chain__key_node(k, key);
-    return cf_get(arg, CF_STATE, val, val_len, k, kl);
+    return chain__store_node_get(arg, key, val, val_len);
 }
 
 static int smt_put_refused(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len)
@@ -385,6 +456,13 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
         return CHAIN_ENOMEM;
     }
     *st->genesis = *g;
+    st->nodes = calloc(NODE_CACHE_SLOTS, sizeof *st->nodes);
+    if (st->nodes == NULL) {
+        free(st->genesis);
+        free(st);
+        return CHAIN_ENOMEM;
+    }
+    for (unsigned i = 0; i < NODE_CACHE_LOCKS; i++) pthread_mutex_init(&st->node_locks[i], NULL);
     int rc = options_setup(st);
     if (rc != CHAIN_OK) {
         chain_store_close(st);
@@ -419,6 +497,8 @@ void chain_store_close(chain_store *st)
     if (st->opts != NULL) rocksdb_options_destroy(st->opts);
     if (st->bbto != NULL) rocksdb_block_based_options_destroy(st->bbto);
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
+    for (unsigned i = 0; i < NODE_CACHE_LOCKS; i++) pthread_mutex_destroy(&st->node_locks[i]);
+    free(st->nodes);
     free(st->genesis);
     free(st);
 }
@@ -490,6 +570,11 @@ int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash 
     rocksdb_writebatch_destroy(wb);
     rc = rdb_err(err);
     if (rc != CHAIN_OK) return rc;
+    /* The next block reads the path this one wrote. */
+    chain__map_entry e;
+    size_t it = 0;
+    while (nodes != NULL && chain__map_next(nodes, &it, &e))
+        node_cache_put(st, (const chain_hash *)e.key, e.val, e.vlen);
     /* Only a written block moves the cached tip. */
     st->height = b->hdr.height;
     st->tip_hash = *block_hash;
