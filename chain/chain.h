@@ -528,8 +528,11 @@ int chain_apply_committed(chain_store *st, const chain_block *b) CHAIN_WUR;
 /* The same without syncing the write, for a run of synced blocks: a crash
  * may lose this block and later unsynced ones (never an earlier block, never
  * part of one), so the store reopens at a consistent lower tip and the
- * blocks are fetched again. Call chain_store_sync after the run. */
-int chain_apply_committed_unsynced(chain_store *st, const chain_block *b) CHAIN_WUR;
+ * blocks are fetched again. Call chain_store_sync after the run.
+ * sig_checked (NULL: none) flags, per tx, signatures the caller verified
+ * already (chain_txs_verify), as for chain_exec_block. */
+int chain_apply_committed_unsynced(chain_store *st, const chain_block *b,
+                                   const uint8_t *sig_checked) CHAIN_WUR;
 
 #ifdef __cplusplus
 }

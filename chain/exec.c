@@ -677,13 +677,13 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
     return CHAIN_OK;
 }
 
-static int apply_committed(chain_store *st, const chain_block *b, int sync)
+static int apply_committed(chain_store *st, const chain_block *b, const uint8_t *sig_checked, int sync)
 {
     if (st == NULL || b == NULL) return CHAIN_EINVAL;
     int rc = chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
     if (rc != CHAIN_OK) return rc;
     chain_exec *ex = NULL;
-    if ((rc = chain_exec_block(&ex, st, b, NULL)) != CHAIN_OK) return rc;
+    if ((rc = chain_exec_block(&ex, st, b, sig_checked)) != CHAIN_OK) return rc;
     rc = exec_commit(ex, b, sync);
     chain_exec_abort(ex);
     return rc;
@@ -691,10 +691,10 @@ static int apply_committed(chain_store *st, const chain_block *b, int sync)
 
 int chain_apply_committed(chain_store *st, const chain_block *b)
 {
-    return apply_committed(st, b, 1);
+    return apply_committed(st, b, NULL, 1);
 }
 
-int chain_apply_committed_unsynced(chain_store *st, const chain_block *b)
+int chain_apply_committed_unsynced(chain_store *st, const chain_block *b, const uint8_t *sig_checked)
 {
-    return apply_committed(st, b, 0);
+    return apply_committed(st, b, sig_checked, 0);
 }

@@ -548,43 +548,76 @@ int node_on_tx(node *n, const uint8_t *tx, size_t len) {
     return node__submit_tx(n, &h, reason, &status, tx, len, 1);
 }
 
-/* durable = 0 leaves the block's write unsynced (see node_on_blocks). */
-static int on_block(node *n, const uint8_t *data, size_t len, int durable) {
+/* Applies a decoded synced block if it is the next height. durable = 0
+ * leaves its write unsynced (see node_on_blocks); sig_ok, when not NULL,
+ * flags the txs whose signatures were verified already. */
+static int on_decoded(node *n, const chain_block *b, const uint8_t *sig_ok, int durable) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
-    if (len == 0 || len > CHAIN_BLOCK_BYTES_MAX) return NODE_EINVAL;
-    chain_block b;
-    chain_block_init(&b);
-    int rc = chain_block_decode(&b, data, len);
     uint64_t height = chain_store_height(n->store);
-    if (rc == 0 && b.hdr.height != height + 1) rc = b.hdr.height <= height ? NODE_EDUP : NODE_EINVAL;
-    else if (rc == 0) {
-        double t0 = mono_s();
-        rc = durable ? chain_apply_committed(n->store, &b) : chain_apply_committed_unsynced(n->store, &b);
-        if (rc == 0) {
-            chain_hash digest;
-            chain_header_hash(&b.hdr, &digest);
-            held_block *h = held_find(n->commits, NODE_PENDING_COMMITS_MAX, b.hdr.height);
-            if (h) held_free(h);
-            n->metrics.blocks_synced++;
-            after_commit(n, &b, mono_s() - t0);
-            if (n->rep) followup_push(n, FU_COMMITTED, b.hdr.height, &digest, 1);
-            while (apply_next_commit(n)) {
-            }
-            run_deferred(n);
-            drive(n, 0, NULL);
-        } else {
-            node_log(&n->lg, NODE_LOG_WARN, "synced block %" PRIu64 " refused: %s", b.hdr.height,
-                     chain_strerror(rc));
-            rc = NODE_ECHAIN;
-        }
-    } else if (rc < 0 && rc != NODE_EDUP && rc != NODE_EINVAL) {
-        rc = NODE_ECHAIN;
+    if (b->hdr.height != height + 1) return b->hdr.height <= height ? NODE_EDUP : NODE_EINVAL;
+    double t0 = mono_s();
+    int rc = durable ? chain_apply_committed(n->store, b) : chain_apply_committed_unsynced(n->store, b, sig_ok);
+    if (rc != 0) {
+        node_log(&n->lg, NODE_LOG_WARN, "synced block %" PRIu64 " refused: %s", b->hdr.height,
+                 chain_strerror(rc));
+        return NODE_ECHAIN;
     }
+    chain_hash digest;
+    chain_header_hash(&b->hdr, &digest);
+    held_block *h = held_find(n->commits, NODE_PENDING_COMMITS_MAX, b->hdr.height);
+    if (h) held_free(h);
+    n->metrics.blocks_synced++;
+    after_commit(n, b, mono_s() - t0);
+    if (n->rep) followup_push(n, FU_COMMITTED, b->hdr.height, &digest, 1);
+    while (apply_next_commit(n)) {
+    }
+    run_deferred(n);
+    drive(n, 0, NULL);
+    return 0;
+}
+
+static int decode_synced(chain_block *b, const uint8_t *data, size_t len) {
+    chain_block_init(b);
+    if (len == 0 || len > CHAIN_BLOCK_BYTES_MAX) return NODE_EINVAL;
+    return chain_block_decode(b, data, len) == 0 ? 0 : NODE_ECHAIN;
+}
+
+int node_on_block(node *n, const uint8_t *data, size_t len) {
+    if (n->stopping || n->halted) return NODE_ESTOPPED;
+    chain_block b;
+    int rc = decode_synced(&b, data, len);
+    if (rc == 0) rc = on_decoded(n, &b, NULL, 1);
     chain_block_free(&b);
     return rc;
 }
 
-int node_on_block(node *n, const uint8_t *data, size_t len) { return on_block(n, data, len, 1); }
+/* The signatures of every tx in blocks[0..count), checked on several
+ * threads before the blocks are applied one by one on the loop: *ok gets a
+ * malloc'd flag per tx in block order (NULL when out of memory; then each
+ * block checks its own). */
+static uint8_t *verify_run(const chain_block *blocks, size_t count) {
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < count; i++) total += blocks[i].n_txs;
+    uint8_t *ok = malloc(total ? total : 1);
+    const uint8_t **txs = malloc((total ? total : 1) * sizeof *txs);
+    size_t *lens = malloc((total ? total : 1) * sizeof *lens);
+    for (size_t i = 0; ok && txs && lens && i < count; i++)
+        for (uint32_t j = 0; j < blocks[i].n_txs; j++, k++) {
+            txs[k] = blocks[i].txs[j];
+            lens[k] = blocks[i].tx_lens[j];
+        }
+    if (ok && txs && lens && chain_txs_verify(ok, txs, lens, total, chain_verify_threads_default()) != 0) {
+        free(ok);
+        ok = NULL;
+    }
+    if (!txs || !lens) {
+        free(ok);
+        ok = NULL;
+    }
+    free(txs);
+    free(lens);
+    return ok;
+}
 
 /* Synced blocks are certified, so the network has them whatever happens
  * here: one log sync per run instead of per block costs at most a re-fetch
@@ -592,8 +625,19 @@ int node_on_block(node *n, const uint8_t *data, size_t len) { return on_block(n,
  * consistent). Consensus commits applied in between stay synced, and a
  * synced write makes the earlier ones durable too. */
 size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens, size_t count) {
-    size_t applied = 0;
-    while (applied < count && on_block(n, blocks[applied], lens[applied], 0) == 0) applied++;
+    if (n->stopping || n->halted || count == 0) return 0;
+    chain_block *bs = calloc(count, sizeof *bs);
+    if (bs == NULL) return 0;
+    size_t decoded = 0, applied = 0, off = 0;
+    while (decoded < count && decode_synced(&bs[decoded], blocks[decoded], lens[decoded]) == 0) decoded++;
+    uint8_t *ok = verify_run(bs, decoded);
+    for (; applied < decoded; applied++) {
+        if (on_decoded(n, &bs[applied], ok ? ok + off : NULL, 0) != 0) break;
+        off += bs[applied].n_txs;
+    }
+    free(ok);
+    for (size_t i = 0; i < count; i++) chain_block_free(&bs[i]);
+    free(bs);
     if (applied == 0 || n->halted) return applied;
     int rc = chain_store_sync(n->store);
     if (rc != 0) halt(n, "syncing synced blocks failed", rc);

@@ -956,15 +956,15 @@ START_TEST(test_apply_committed_unsynced_then_sync)
     chain_block blk;
     chain_block_init(&blk);
     build_block(a, &blk);
-    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), CHAIN_ECERT);   /* no cert */
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk, NULL), CHAIN_ECERT);   /* no cert */
     sign_cert(a, &blk, 3);
     blk.cert.sigs[0].sig.b[0] ^= 1;
-    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), CHAIN_ECERT);
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk, NULL), CHAIN_ECERT);
     ck_assert_uint_eq(chain_store_height(b->st), 0);
     sign_cert(a, &blk, 3);
-    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), 0);
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk, NULL), 0);
     ck_assert_uint_eq(chain_store_height(b->st), 1);
-    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk), CHAIN_EBLOCK);
+    ck_assert_int_eq(chain_apply_committed_unsynced(b->st, &blk, NULL), CHAIN_EBLOCK);
     ck_assert_int_eq(chain_store_sync(b->st), 0);
     ck_assert_int_eq(chain_store_sync(NULL), CHAIN_EINVAL);
     chain_hash tip, root, tip2, root2;
