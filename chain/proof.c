@@ -26,6 +26,7 @@
 #include "chain/chain_internal.h"
 
 #define PROVE_TRIES 3   /* re-reads if a block commits while we read */
+#define PROVE_CACHE_LOG2 16
 
 void chain_check_proof_free(chain_check_proof *p)
 {
@@ -49,13 +50,15 @@ static void pair_leaf(chain_hash *out, const chain_pubkey *patient, const chain_
 /* The tree proof for the pair's leaf against root, encoded (malloc'd);
  * checked against the list before it leaves, so a node never hands out a
  * proof that would not verify. */
-static int prove_leaf(chain_store *st, chain_check_proof *out, const chain_hash *root,
-                      const chain_hash *leaf)
+static int prove_leaf(chain_store *st, chain__smt_cache *nodes, chain_check_proof *out,
+                      const chain_hash *root, const chain_hash *leaf)
 {
-    chain__smt_backend be;
+    chain__smt_backend be, store_be;
     chain__smt_proof *pf = malloc(sizeof *pf);
     if (pf == NULL) return CHAIN_ENOMEM;
-    chain__store_smt_backend(st, &be);
+    chain__store_smt_backend(st, &store_be);
+    if (nodes != NULL) chain__smt_cache_backend(nodes, &store_be, &be);
+    else be = store_be;
     int rc = chain__smt_prove(&be, pf, root, leaf);
     chain_hash val;
     if (rc == CHAIN_OK && out->pair_list_len > 0)
@@ -73,52 +76,101 @@ static int prove_leaf(chain_store *st, chain_check_proof *out, const chain_hash 
     return rc;
 }
 
+/* Forgets the tip's header and certificate; the node cache stays. */
+static void tip_clear(chain_check_tip *tip)
+{
+    chain__smt_cache *nodes = tip->nodes;
+    free(tip->header);
+    free(tip->cert);
+    memset(tip, 0, sizeof *tip);
+    tip->nodes = nodes;
+}
+
+void chain_check_tip_free(chain_check_tip *tip)
+{
+    if (tip == NULL) return;
+    chain__smt_cache_destroy(tip->nodes);
+    tip->nodes = NULL;
+    tip_clear(tip);
+}
+
 /* The tip block's header and certificate, encoded; its state root must be
  * the one the store reports for the tip. */
-static int prove_tip(chain_store *st, chain_check_proof *out, uint64_t height,
-                     const chain_hash *root)
+int chain_check_tip_load(chain_store *st, chain_check_tip *tip)
 {
+    if (st == NULL || tip == NULL) return CHAIN_EINVAL;
+    tip_clear(tip);
+    uint64_t height = chain_store_height(st);
+    if (height == 0) return CHAIN_ESTATE;
+    chain_hash root;
+    chain_store_state_root(st, &root);
     chain_block b;
     chain_block_init(&b);
     int rc = chain_store_get_block(st, height, &b);
-    if (rc == CHAIN_OK && memcmp(b.hdr.state_root.b, root->b, CHAIN_HASH_LEN) != 0) rc = CHAIN_EIO;
+    if (rc == CHAIN_OK && memcmp(b.hdr.state_root.b, root.b, CHAIN_HASH_LEN) != 0) rc = CHAIN_EIO;
     if (rc == CHAIN_OK && b.cert.n_sigs == 0) rc = CHAIN_EIO;   /* committed: has a cert */
-    if (rc == CHAIN_OK) rc = chain_header_encode(&out->header, &out->header_len, &b.hdr);
-    if (rc == CHAIN_OK) rc = chain_cert_encode(&out->cert, &out->cert_len, &b.cert);
+    if (rc == CHAIN_OK) rc = chain_header_encode(&tip->header, &tip->header_len, &b.hdr);
+    if (rc == CHAIN_OK) rc = chain_cert_encode(&tip->cert, &tip->cert_len, &b.cert);
     chain_block_free(&b);
-    return rc;
+    if (rc != CHAIN_OK) {
+        tip_clear(tip);
+        return rc;
+    }
+    /* 2^16 nodes (about 6 MiB) hold the levels every proof shares. */
+    if (tip->nodes == NULL) tip->nodes = chain__smt_cache_create(PROVE_CACHE_LOG2);
+    tip->height = height;
+    tip->state_root = root;
+    return CHAIN_OK;
 }
 
-static int prove_once(chain_store *st, chain_check_proof *out, const chain_pubkey *patient,
-                      const chain_pubkey *grantee)
+static uint8_t *dup_bytes(const uint8_t *b, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    if (d != NULL) memcpy(d, b, n);
+    return d;
+}
+
+static int prove_once(chain_store *st, chain_check_tip *tip, chain_check_proof *out,
+                      const chain_pubkey *patient, const chain_pubkey *grantee)
 {
     uint8_t k[CHAIN__KEY_MAX];
     size_t kl = chain__key_pair(k, patient, grantee);
     chain_hash root, leaf;
     out->height = chain_store_height(st);
     chain_store_state_root(st, &root);
-    int rc = chain__store_get(st, &out->pair_list, &out->pair_list_len, k, kl);
+    int rc = CHAIN_OK;
+    if (tip->height != out->height || memcmp(tip->state_root.b, root.b, CHAIN_HASH_LEN) != 0)
+        rc = chain_check_tip_load(st, tip);
+    if (rc == CHAIN_OK && (tip->height != out->height || memcmp(tip->state_root.b, root.b, CHAIN_HASH_LEN) != 0))
+        rc = CHAIN_EIO;   /* a commit in between: the caller reads again */
+    if (rc == CHAIN_OK) rc = chain__store_get(st, &out->pair_list, &out->pair_list_len, k, kl);
     if (rc == CHAIN_ENOTFOUND) {
         out->pair_list = NULL;
         out->pair_list_len = 0;
         rc = CHAIN_OK;
     }
     pair_leaf(&leaf, patient, grantee);
-    if (rc == CHAIN_OK) rc = prove_leaf(st, out, &root, &leaf);
-    if (rc == CHAIN_OK) rc = prove_tip(st, out, out->height, &root);
+    if (rc == CHAIN_OK) rc = prove_leaf(st, tip->nodes, out, &root, &leaf);
+    if (rc == CHAIN_OK) {
+        out->header = dup_bytes(tip->header, tip->header_len);
+        out->cert = dup_bytes(tip->cert, tip->cert_len);
+        out->header_len = tip->header_len;
+        out->cert_len = tip->cert_len;
+        if (out->header == NULL || out->cert == NULL) rc = CHAIN_ENOMEM;
+    }
     return rc;
 }
 
-int chain_check_prove(chain_store *st, chain_check_proof *out, const chain_pubkey *patient,
-                      const chain_pubkey *grantee)
+int chain_check_prove_cached(chain_store *st, chain_check_tip *tip, chain_check_proof *out,
+                             const chain_pubkey *patient, const chain_pubkey *grantee)
 {
-    if (st == NULL || out == NULL || patient == NULL || grantee == NULL) return CHAIN_EINVAL;
+    if (st == NULL || tip == NULL || out == NULL || patient == NULL || grantee == NULL) return CHAIN_EINVAL;
     memset(out, 0, sizeof *out);
     if (chain_store_height(st) == 0) return CHAIN_ESTATE;
     int rc = CHAIN_EIO;
     for (int i = 0; i < PROVE_TRIES; i++) {
         uint64_t before = chain_store_height(st);
-        rc = prove_once(st, out, patient, grantee);
+        rc = prove_once(st, tip, out, patient, grantee);
         /* Every part must come from one tip; a commit in between (another
          * thread) spoils the set, so read it again. */
         if (rc == CHAIN_OK && chain_store_height(st) == before && out->height == before) break;
@@ -127,6 +179,16 @@ int chain_check_prove(chain_store *st, chain_check_proof *out, const chain_pubke
     }
     if (rc != CHAIN_OK) chain_check_proof_free(out);
     assert(rc != CHAIN_OK || out->header != NULL);
+    return rc;
+}
+
+int chain_check_prove(chain_store *st, chain_check_proof *out, const chain_pubkey *patient,
+                      const chain_pubkey *grantee)
+{
+    chain_check_tip tip;
+    memset(&tip, 0, sizeof tip);
+    int rc = chain_check_prove_cached(st, &tip, out, patient, grantee);
+    chain_check_tip_free(&tip);
     return rc;
 }
 

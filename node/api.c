@@ -512,7 +512,7 @@ static int check_allowed(node *n, const caller *who, const check_args *a) {
 static int check_answer(node *n, node__http_resp *resp, const check_args *a) {
     chain_check_proof p;
     memset(&p, 0, sizeof(p));
-    int rc = a->proof ? chain_check_prove(node_store(n), &p, &a->patient, &a->grantee) : 0;
+    int rc = a->proof ? chain_check_prove_cached(node_store(n), node__get_proof_tip(n), &p, &a->patient, &a->grantee) : 0;
     chain_check_result r;
     if (rc == 0) rc = chain_check(node_store(n), &r, &a->patient, &a->grantee, a->scope, a->purpose, a->at);
     if (rc == 0 && a->proof && r.height != p.height) rc = CHAIN_EIO;

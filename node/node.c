@@ -66,6 +66,7 @@ struct node {
     node__http *http;
     node__audit *audit;
     node__sessions *sessions;
+    chain_check_tip proof_tip;       /* proof=1 answers' header and cert */
     node__producer *prod;
     node_p2p *p2p;
     uv_timer_t cons_timer;
@@ -116,6 +117,7 @@ node__metrics *node__get_metrics(node *n) { return &n->metrics; }
 node__http *node__get_http(const node *n) { return n->http; }
 node__audit *node__get_audit(const node *n) { return n->audit; }
 node__sessions *node__get_sessions(const node *n) { return n->sessions; }
+chain_check_tip *node__get_proof_tip(node *n) { return &n->proof_tip; }
 struct node_p2p *node__get_p2p(const node *n) { return n->p2p; }
 
 void node_set_p2p(node *n, const node_p2p_hooks *hooks) { n->hooks = *hooks; }
@@ -833,6 +835,7 @@ static void free_parts(node *n) {
     n->audit = NULL;
     node__sessions_destroy(n->sessions);
     n->sessions = NULL;
+    chain_check_tip_free(&n->proof_tip);
     node__mempool_destroy(n->mp);
     node__rejects_destroy(n->rj);
     chain_key_destroy(n->key);
@@ -921,6 +924,7 @@ static void part_closed(node *n) {
     n->audit = NULL;
     node__sessions_destroy(n->sessions);
     n->sessions = NULL;
+    chain_check_tip_free(&n->proof_tip);
     node_log(&n->lg, NODE_LOG_INFO, "node stopped");
     if (n->done) n->done(n, n->done_arg);
 }

@@ -250,6 +250,8 @@ node__metrics *node__get_metrics(node *n);
 node__http *node__get_http(const node *n);
 node__audit *node__get_audit(const node *n);
 node__sessions *node__get_sessions(const node *n);
+/* The tip's encoded header and certificate, shared by proof=1 answers. */
+chain_check_tip *node__get_proof_tip(node *n);
 /* The peer transport (node/p2p.h), NULL once the node is stopping. */
 struct node_p2p *node__get_p2p(const node *n);
 size_t node__peers(const node *n, uint32_t *out, size_t max);

@@ -378,6 +378,62 @@ START_TEST(test_other_genesis_refused)
 }
 END_TEST
 
+/* A node's kept tip (header, certificate, tree-node cache) gives the very
+ * bytes a fresh proof gives, and follows the tip as blocks commit. */
+static void same_proof(const chain_check_proof *a, const chain_check_proof *b)
+{
+    ck_assert_uint_eq(a->height, b->height);
+    ck_assert_uint_eq(a->pair_list_len, b->pair_list_len);
+    ck_assert_uint_eq(a->smt_proof_len, b->smt_proof_len);
+    ck_assert_uint_eq(a->header_len, b->header_len);
+    ck_assert_uint_eq(a->cert_len, b->cert_len);
+    if (a->pair_list_len) ck_assert_mem_eq(a->pair_list, b->pair_list, a->pair_list_len);
+    ck_assert_mem_eq(a->smt_proof, b->smt_proof, a->smt_proof_len);
+    ck_assert_mem_eq(a->header, b->header, a->header_len);
+    ck_assert_mem_eq(a->cert, b->cert, a->cert_len);
+}
+
+START_TEST(test_cached_tip_proves_the_same)
+{
+    fx *f = fx_open();
+    chain_check_tip tip;
+    memset(&tip, 0, sizeof tip);
+    chain_check_proof a, b;
+    chain_pubkey gr = pub_n(f, K_GW);
+    for (unsigned round = 0; round < 3; round++) {
+        fx_grant(f, 1 + round, K_GW, "Observation", "TREAT", 1);
+        for (unsigned pat = 1; pat <= 4; pat++) {   /* present and absent pairs */
+            chain_pubkey pa = pub_n(f, pat);
+            for (int twice = 0; twice < 2; twice++) {   /* a miss, then a hit */
+                ck_assert_int_eq(chain_check_prove_cached(f->st, &tip, &a, &pa, &gr), 0);
+                prove(f, &b, pat, K_GW);
+                same_proof(&a, &b);
+                ck_assert_uint_eq(tip.height, chain_store_height(f->st));
+                chain_check_query q = fx_query(f, pat, K_GW, "Observation", "TREAT", now_s(f));
+                chain_check_result r;
+                char why[160];
+                ck_assert_int_eq(verify(f, &r, why, &q, &a, 1), 0);
+                chain_check_proof_free(&a);
+                chain_check_proof_free(&b);
+            }
+        }
+    }
+    ck_assert_ptr_nonnull(tip.nodes);
+    uint64_t hits = 0, misses = 0;
+    chain__smt_cache_stats(tip.nodes, &hits, &misses);
+    ck_assert_uint_gt(hits, 0);
+    ck_assert_uint_gt(misses, 0);
+    ck_assert_int_eq(chain_check_prove_cached(NULL, &tip, &a, &gr, &gr), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_check_prove_cached(f->st, NULL, &a, &gr, &gr), CHAIN_EINVAL);
+    chain_check_tip_free(&tip);
+    ck_assert_ptr_null(tip.nodes);
+    chain_check_tip_free(NULL);
+    ck_assert_ptr_null(chain__smt_cache_create(0));
+    ck_assert_ptr_null(chain__smt_cache_create(25));
+    fx_close(f);
+}
+END_TEST
+
 START_TEST(test_prove_errors)
 {
     fx *f = fx_open();
@@ -520,6 +576,7 @@ static Suite *proof_suite(void)
     tcase_add_test(tc, test_stale_and_other_query_refused);
     tcase_add_test(tc, test_other_genesis_refused);
     tcase_add_test(tc, test_prove_errors);
+    tcase_add_test(tc, test_cached_tip_proves_the_same);
     tcase_add_test(tc, test_api_signature);
     tcase_add_test(tc, test_patient_access_listing);
     suite_add_tcase(s, tc);
