@@ -947,7 +947,6 @@ typedef struct {
     const chain_genesis *g;
     chain_pubkey grantee;
     uint64_t seed, grants, per_patient, block_txs, blocks;
-    uint64_t created_at;   /* fixed for the run; well inside the clock skew */
     double time_limit_s;   /* 0 = none; else stop after the block that passes it */
     uint64_t committed_grants, committed_blocks;
     int stop;              /* under mu: workers leave */
@@ -969,6 +968,9 @@ static void pop_fill(pop_ctx *p, pop_slot *sl, uint64_t seq) {
     chain_key *k = NULL;
     uint64_t k_patient = UINT64_MAX;
     uint8_t buf[CHAIN_TX_BYTES_MAX];
+    /* Signed moments before its block commits: a run longer than the clock
+     * skew (10 minutes) must not sign its last blocks with its start time. */
+    uint64_t created_at = wall_ms() / 1000;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t t = first + i, patient = t / p->per_patient, nth = t % p->per_patient;
         if (patient != k_patient) {
@@ -976,7 +978,7 @@ static void pop_fill(pop_ctx *p, pop_slot *sl, uint64_t seq) {
             k = derived_key("patient", p->seed, patient);
             k_patient = patient;
         }
-        size_t len = sign_grant(buf, sizeof buf, p->g->chain_id, k, nth + 1, p->created_at, &p->grantee,
+        size_t len = sign_grant(buf, sizeof buf, p->g->chain_id, k, nth + 1, created_at, &p->grantee,
                                 bench_scopes[nth]);
         sl->txs[i] = realloc(sl->txs[i], len);
         if (!sl->txs[i]) die("allocation", CHAIN_ENOMEM);
@@ -1134,7 +1136,6 @@ static int cmd_populate(int argc, char **argv) {
     if (n_signers < quorum) die_msg("usage", "--signers below the quorum");
     p->workers = (uint32_t)opt_u64(&o, "threads", (uint64_t)cores(), BENCH_THREADS_MAX);
     if (p->workers == 0) die_msg("usage", "--threads must be >= 1");
-    p->created_at = wall_ms() / 1000;
     p->time_limit_s = (double)opt_u64(&o, "time-limit", 0, 24 * 3600);
 
     chain_key *signers[CHAIN_VALIDATORS_MAX];
