@@ -16,7 +16,9 @@
  * lines of that batch, whose answers were never sent either. fsync, which
  * protects against a crash of the machine, costs milliseconds, so it runs
  * in batches: at most once per NODE_AUDIT_SYNC_MS (sooner after
- * NODE_AUDIT_SYNC_LINES lines) and at close, never per request. Lines
+ * NODE_AUDIT_SYNC_LINES lines) and at close, never per request, and on
+ * libuv's thread pool (uv_fs_fdatasync), so the loop never waits for the
+ * disk while requests queue behind it (one sync in flight at a time). Lines
  * after the last fsync of a quiet node are in the page cache, safe from a
  * node crash but not from a power cut, until the next request or the
  * node's stop.
@@ -39,6 +41,9 @@
 
 struct node__audit {
     int fd;
+    uv_loop_t *loop;             /* NULL: fsync inline */
+    uv_fs_t sync_req;
+    int syncing, closed;
     uint32_t unsynced;          /* lines written since the last fsync */
     uint64_t last_sync_ms;
     uint64_t failures;           /* lines that could not be written */
@@ -47,7 +52,7 @@ struct node__audit {
     char buf[AUDIT_BUF_BYTES];
 };
 
-int node__audit_open(node__audit **out, const char *data_dir)
+int node__audit_open(node__audit **out, const char *data_dir, uv_loop_t *loop)
 {
     char path[NODE_PATH_MAX + 32];
     if (out == NULL || data_dir == NULL) return NODE_EINVAL;
@@ -61,13 +66,36 @@ int node__audit_open(node__audit **out, const char *data_dir)
         free(a);
         return NODE_EIO;
     }
+    a->loop = loop;
+    a->sync_req.data = a;
     *out = a;
     return NODE_OK;
 }
 
+static void audit_free(node__audit *a)
+{
+    if (a->unsynced > 0 && fdatasync(a->fd) != 0) a->failures++;   /* lines after the last sync */
+    close(a->fd);
+    free(a);
+}
+
+static void sync_done(uv_fs_t *req)
+{
+    node__audit *a = req->data;
+    if (req->result < 0) a->failures++;
+    uv_fs_req_cleanup(req);
+    a->syncing = 0;
+    if (a->closed) audit_free(a);
+}
+
 static void audit_sync(node__audit *a, uint64_t now_ms)
 {
-    if (a->unsynced > 0 && fdatasync(a->fd) != 0) a->failures++;
+    if (a->unsynced == 0 || a->syncing) return;   /* a sync in flight covers most; the next takes the rest */
+    if (a->loop == NULL || uv_fs_fdatasync(a->loop, &a->sync_req, a->fd, sync_done) != 0) {
+        if (fdatasync(a->fd) != 0) a->failures++;
+    } else {
+        a->syncing = 1;
+    }
     a->unsynced = 0;
     a->last_sync_ms = now_ms;
 }
@@ -94,10 +122,10 @@ int node__audit_flush(node__audit *a, uint64_t now_ms)
 void node__audit_close(node__audit *a)
 {
     if (a == NULL) return;
+    a->loop = NULL;   /* from here on a sync runs inline */
     node__audit_flush(a, 0);
-    audit_sync(a, 0);
-    close(a->fd);
-    free(a);
+    if (a->syncing) a->closed = 1;   /* sync_done frees it */
+    else audit_free(a);
 }
 
 uint64_t node__audit_failures(const node__audit *a)

@@ -782,7 +782,7 @@ static int create_parts(node *n, char *err, size_t errlen) {
     if (rc) return fail(err, errlen, NODE_ECONFIG, "genesis %s: %s", n->cfg.genesis, chain_strerror(rc));
     if (n->cfg.key_file[0] && (rc = load_key(n, err, errlen))) return rc;
     if ((rc = open_store(n, err, errlen))) return rc;
-    if (node__audit_open(&n->audit, n->cfg.data_dir))
+    if (node__audit_open(&n->audit, n->cfg.data_dir, n->loop))
         return fail(err, errlen, NODE_EIO, "audit log in %s: %s", n->cfg.data_dir, strerror(errno));
     if ((rc = node__sessions_create(&n->sessions, NODE_SESSIONS_DEFAULT, NODE_SESSION_TTL_S)))
         return fail(err, errlen, rc, "%s%s", "sessions: out of memory", "");

@@ -185,8 +185,10 @@ int node__api_stream_fill(void *arg, char **out, size_t *len, uint64_t height);
 #define NODE_AUDIT_SYNC_LINES 4096   /* under load: bounds the unsynced tail */
 #define NODE_AUDIT_SYNC_MS 1000
 typedef struct node__audit node__audit;
-int node__audit_open(node__audit **out, const char *data_dir);
-/* Flushes (fsync) and closes; NULL is fine. */
+/* fsyncs run on loop's thread pool (NULL: inline). */
+int node__audit_open(node__audit **out, const char *data_dir, uv_loop_t *loop);
+/* Writes and fsyncs what is left and closes (after a sync in flight
+ * completes, if any); NULL is fine. */
 void node__audit_close(node__audit *a);
 /* Adds one line to the batch (writing the batch first if the buffer is
  * full). caller and grantee may be NULL. A write failure is counted

@@ -599,14 +599,14 @@ START_TEST(audit_file_rules) {
     strcpy(dir, "/tmp/consent-audit.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     node__audit *a = NULL;
-    ck_assert_int_eq(node__audit_open(&a, "/nonexistent/consent-audit"), NODE_EIO);
+    ck_assert_int_eq(node__audit_open(&a, "/nonexistent/consent-audit", NULL), NODE_EIO);
     ck_assert_ptr_null(a);
-    ck_assert_int_eq(node__audit_open(NULL, dir), NODE_EINVAL);
+    ck_assert_int_eq(node__audit_open(NULL, dir, NULL), NODE_EINVAL);
     /* A log someone widened is made private again. */
     snprintf(path, sizeof(path), "%s/%s", dir, NODE_AUDIT_FILE);
     nfx_write_file(path, "");
     ck_assert_int_eq(chmod(path, 0644), 0);
-    ck_assert_int_eq(node__audit_open(&a, dir), 0);
+    ck_assert_int_eq(node__audit_open(&a, dir, NULL), 0);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
