@@ -26,6 +26,7 @@ struct node__producer {
     int kick_armed;
     int open_handles;
     uint64_t checked_height;     /* tip the last recheck ran against */
+    uint64_t checked_ms;         /* loop time of that recheck */
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -64,14 +65,22 @@ static int fill(node__producer *p, chain_exec *ex) {
 /* Not the primary: re-executes the waiting transactions against the new tip
  * (without keeping the result) and drops those that can no longer apply, so
  * a transaction the primary refused does not wait here forever and keep the
- * view timer running. */
+ * view timer running. A recheck costs as much as executing a block, so it
+ * runs at most every view_timeout_ms / 4 rather than after every commit:
+ * each commit restarts the view timer, so a refused transaction only
+ * matters once commits stop, and then it is gone well before the timer
+ * fires. */
 static void recheck(node__producer *p) {
     node *n = p->n;
-    uint64_t h = node_height(n);
+    uint64_t h = node_height(n), now = uv_now(node_loop(n));
     if (h == p->checked_height || node__mempool_size(node__get_mempool(n)) == 0) return;
+    if (now - p->checked_ms < node_get_config(n)->view_timeout_ms / 4) return;
     chain_exec *ex = NULL;
     if (chain_exec_begin(&ex, node_store(n), node__block_time_ms(n)) != 0) return;
-    if (fill(p, ex) >= 0) p->checked_height = h;
+    if (fill(p, ex) >= 0) {
+        p->checked_height = h;
+        p->checked_ms = now;
+    }
     chain_exec_abort(ex);
 }
 
