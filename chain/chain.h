@@ -424,10 +424,9 @@ int chain_check_prove(chain_store *st, chain_check_proof *out, const chain_pubke
 void chain_check_proof_free(chain_check_proof *p);   /* frees the buffers, not p */
 
 /* What every proof at one tip shares: the encoded header and certificate of
- * the tip block, and a cache of state-tree nodes (the upper levels every
- * proof walks through). A node keeps one (zeroed to start) so a proof does
- * not read and decode the whole tip block, nor read the top of the tree
- * from RocksDB, each time. */
+ * the tip block. A node keeps one (zeroed to start) so a proof does not
+ * read and decode the whole tip block each time (tree nodes come through
+ * the store's node cache). */
 typedef struct {
     uint64_t height;              /* 0: empty */
     chain_hash state_root;
@@ -435,12 +434,11 @@ typedef struct {
     size_t header_len;
     uint8_t *cert;
     size_t cert_len;
-    struct chain__smt_cache *nodes;   /* the upper tree levels, kept across tips */
 } chain_check_tip;
 /* Loads the committed tip into tip (freeing what it held); CHAIN_ESTATE
  * at height 0. */
 int chain_check_tip_load(chain_store *st, chain_check_tip *tip) CHAIN_WUR;
-void chain_check_tip_free(chain_check_tip *tip);   /* frees the buffers and cache, not tip */
+void chain_check_tip_free(chain_check_tip *tip);   /* frees the buffers, not tip */
 /* chain_check_prove taking header and certificate from tip, which it
  * reloads when the store's tip has moved. */
 int chain_check_prove_cached(chain_store *st, chain_check_tip *tip, chain_check_proof *out,

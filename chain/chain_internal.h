@@ -43,16 +43,6 @@ static inline void chain__put_u32be(uint8_t *p, uint32_t v)
  * (store.c). See state.c for the key layout. */
 #include "chain/smt.h"
 
-/* smt_cache.c: a direct-mapped cache of tree nodes (2^log2_entries, 1..24)
- * in front of another backend, for the read side (proofs); its backend
- * refuses puts. Nodes are content-addressed, so it is never stale. */
-typedef struct chain__smt_cache chain__smt_cache;
-chain__smt_cache *chain__smt_cache_create(unsigned log2_entries);
-void chain__smt_cache_destroy(chain__smt_cache *c);
-/* Points out at a backend reading through c from below (copied). */
-void chain__smt_cache_backend(chain__smt_cache *c, const chain__smt_backend *below, chain__smt_backend *out);
-void chain__smt_cache_stats(const chain__smt_cache *c, uint64_t *hits, uint64_t *misses);
-
 struct Consent__GrantRecord;
 
 #define CHAIN__PFX_PAIR 'P'

@@ -26,7 +26,6 @@
 #include "chain/chain_internal.h"
 
 #define PROVE_TRIES 3   /* re-reads if a block commits while we read */
-#define PROVE_CACHE_LOG2 16
 
 void chain_check_proof_free(chain_check_proof *p)
 {
@@ -50,15 +49,13 @@ static void pair_leaf(chain_hash *out, const chain_pubkey *patient, const chain_
 /* The tree proof for the pair's leaf against root, encoded (malloc'd);
  * checked against the list before it leaves, so a node never hands out a
  * proof that would not verify. */
-static int prove_leaf(chain_store *st, chain__smt_cache *nodes, chain_check_proof *out,
-                      const chain_hash *root, const chain_hash *leaf)
+static int prove_leaf(chain_store *st, chain_check_proof *out, const chain_hash *root,
+                      const chain_hash *leaf)
 {
-    chain__smt_backend be, store_be;
+    chain__smt_backend be;
     chain__smt_proof *pf = malloc(sizeof *pf);
     if (pf == NULL) return CHAIN_ENOMEM;
-    chain__store_smt_backend(st, &store_be);
-    if (nodes != NULL) chain__smt_cache_backend(nodes, &store_be, &be);
-    else be = store_be;
+    chain__store_smt_backend(st, &be);
     int rc = chain__smt_prove(&be, pf, root, leaf);
     chain_hash val;
     if (rc == CHAIN_OK && out->pair_list_len > 0)
@@ -76,22 +73,12 @@ static int prove_leaf(chain_store *st, chain__smt_cache *nodes, chain_check_proo
     return rc;
 }
 
-/* Forgets the tip's header and certificate; the node cache stays. */
-static void tip_clear(chain_check_tip *tip)
-{
-    chain__smt_cache *nodes = tip->nodes;
-    free(tip->header);
-    free(tip->cert);
-    memset(tip, 0, sizeof *tip);
-    tip->nodes = nodes;
-}
-
 void chain_check_tip_free(chain_check_tip *tip)
 {
     if (tip == NULL) return;
-    chain__smt_cache_destroy(tip->nodes);
-    tip->nodes = NULL;
-    tip_clear(tip);
+    free(tip->header);
+    free(tip->cert);
+    memset(tip, 0, sizeof *tip);
 }
 
 /* The tip block's header and certificate, encoded; its state root must be
@@ -99,7 +86,7 @@ void chain_check_tip_free(chain_check_tip *tip)
 int chain_check_tip_load(chain_store *st, chain_check_tip *tip)
 {
     if (st == NULL || tip == NULL) return CHAIN_EINVAL;
-    tip_clear(tip);
+    chain_check_tip_free(tip);
     uint64_t height = chain_store_height(st);
     if (height == 0) return CHAIN_ESTATE;
     chain_hash root;
@@ -113,11 +100,9 @@ int chain_check_tip_load(chain_store *st, chain_check_tip *tip)
     if (rc == CHAIN_OK) rc = chain_cert_encode(&tip->cert, &tip->cert_len, &b.cert);
     chain_block_free(&b);
     if (rc != CHAIN_OK) {
-        tip_clear(tip);
+        chain_check_tip_free(tip);
         return rc;
     }
-    /* 2^16 nodes (about 6 MiB) hold the levels every proof shares. */
-    if (tip->nodes == NULL) tip->nodes = chain__smt_cache_create(PROVE_CACHE_LOG2);
     tip->height = height;
     tip->state_root = root;
     return CHAIN_OK;
@@ -150,7 +135,7 @@ static int prove_once(chain_store *st, chain_check_tip *tip, chain_check_proof *
         rc = CHAIN_OK;
     }
     pair_leaf(&leaf, patient, grantee);
-    if (rc == CHAIN_OK) rc = prove_leaf(st, tip->nodes, out, &root, &leaf);
+    if (rc == CHAIN_OK) rc = prove_leaf(st, out, &root, &leaf);
     if (rc == CHAIN_OK) {
         out->header = dup_bytes(tip->header, tip->header_len);
         out->cert = dup_bytes(tip->cert, tip->cert_len);
