@@ -309,6 +309,8 @@ typedef struct node__p2p_conn {
     uint8_t *body;
     size_t body_len, body_got;
     size_t wq_bytes;              /* ciphertext handed to libuv, not yet written */
+    uint8_t *out;                 /* frames queued this loop turn, not yet encrypted */
+    size_t out_len, out_cap;
     struct node__p2p_conn *prev, *next;
 } node__p2p_conn;
 
@@ -316,8 +318,11 @@ typedef struct node__p2p_conn {
 node__p2p_conn *node__p2p_conn_new(node_p2p *p, int dialer, uint32_t expect);
 /* TCP is connected (or accepted): start reading and the TLS handshake. */
 void node__p2p_conn_begin(node__p2p_conn *c);
-/* Encrypts and queues one frame (takes no ownership). NODE_EIO if the link
- * is closing or the send queue overflowed (the link is then closed). */
+/* Queues one frame (takes no ownership). Once the link is up, frames are
+ * gathered and encrypted together on the next loop turn (one TLS record and
+ * one write for many small frames); before that they go out at once.
+ * NODE_EIO if the link is closing or the send queue overflowed (the link is
+ * then closed). */
 int node__p2p_conn_send(node__p2p_conn *c, const uint8_t *frame, size_t len);
 /* Closes the link once; `why` is logged at debug for clean closes. */
 void node__p2p_conn_close(node__p2p_conn *c, const char *why);

@@ -31,6 +31,7 @@ static void handle_closed(uv_handle_t *h) {
     if (--c->handles_open > 0) return;
     SSL_free(c->ssl);
     free(c->body);
+    free(c->out);
     node_p2p *p = c->p;
     node__p2p_on_freed(p, c);
     free(c);
@@ -124,17 +125,59 @@ static int flush(node__p2p_conn *c) {
     return NODE_EIO;
 }
 
-int node__p2p_conn_send(node__p2p_conn *c, const uint8_t *frame, size_t len) {
-    assert(len > 0 && len <= NODE_P2P_FRAME_BYTES_MAX + 4);
-    if (c->state != NODE__P2P_CONN_HELLO && c->state != NODE__P2P_CONN_UP) return NODE_EIO;
-    int r = SSL_write(c->ssl, frame, (int)len);
+static int tls_send(node__p2p_conn *c, const uint8_t *plain, size_t len) {
+    int r = SSL_write(c->ssl, plain, (int)len);
     if (r != (int)len) {
         ERR_clear_error();
         node__p2p_conn_close(c, "TLS write failed");
         return NODE_EIO;
     }
-    node__p2p_count_io(c->p, 1, 1, 0);
     return flush(c);
+}
+
+/* The link's timer (free once the link is up) runs this on the next loop
+ * turn after the first frame queued: everything queued meanwhile becomes
+ * one SSL_write and one uv_write. */
+static void out_cb(uv_timer_t *t) {
+    node__p2p_conn *c = t->data;
+    if (c->state != NODE__P2P_CONN_UP || c->out_len == 0) return;
+    size_t len = c->out_len;
+    c->out_len = 0;
+    (void)tls_send(c, c->out, len);   /* failure closes the link */
+}
+
+static int out_append(node__p2p_conn *c, const uint8_t *frame, size_t len) {
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 16384;
+        while (cap < c->out_len + len) cap *= 2;
+        uint8_t *b = realloc(c->out, cap);
+        if (b == NULL) {
+            node__p2p_conn_close(c, "out of memory");
+            return NODE_EIO;
+        }
+        c->out = b;
+        c->out_cap = cap;
+    }
+    if (c->out_len == 0) uv_timer_start(&c->timer, out_cb, 0, 0);
+    memcpy(c->out + c->out_len, frame, len);
+    c->out_len += len;
+    return 0;
+}
+
+int node__p2p_conn_send(node__p2p_conn *c, const uint8_t *frame, size_t len) {
+    assert(len > 0 && len <= NODE_P2P_FRAME_BYTES_MAX + 4);
+    if (c->state != NODE__P2P_CONN_HELLO && c->state != NODE__P2P_CONN_UP) return NODE_EIO;
+    node__p2p_count_io(c->p, 1, 1, 0);
+    /* The Hello goes out at once: the handshake deadline owns the timer. */
+    if (c->state == NODE__P2P_CONN_HELLO) return tls_send(c, frame, len);
+    if (c->wq_bytes + c->out_len + len > node__p2p_queue_max(c->p)) {
+        node__p2p_count_overflow(c->p);
+        node_log(node__p2p_log(c->p), NODE_LOG_WARN, "p2p: link %s dropped: send queue over %zu bytes",
+                 c->addr, node__p2p_queue_max(c->p));
+        node__p2p_conn_close(c, "send queue full");
+        return NODE_EIO;
+    }
+    return out_append(c, frame, len);
 }
 
 static void drop(node__p2p_conn *c, const char *why) {

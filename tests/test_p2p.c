@@ -1006,6 +1006,29 @@ START_TEST(test_send_queue_overflow_drops_link) {
 }
 END_TEST
 
+/* Frames queued in one loop turn leave together, in order: one TLS record
+ * instead of one per frame (a record costs 22 bytes of overhead). */
+START_TEST(test_frames_of_one_turn_coalesce) {
+    tnet *net = net_new(2);
+    start(net, 0, 0);
+    start(net, 1, 0);
+    connect_all(net, 2);
+    run_for(net, 50);   /* the Hellos' status frames are out */
+    uint64_t out0 = stats(net, 0).bytes_out;
+    int before = net->n[1].n_cons;
+    char m[8];
+    for (int i = 0; i < 200; i++) {
+        snprintf(m, sizeof m, "m%03d", i);
+        ck_assert_int_eq(node_p2p_send_consensus(net->n[0].p, 1, (const uint8_t *)m, 4), 0);
+    }
+    int want[] = {0, before + 200, 0, 0};
+    ck_assert(run_until(net, cons_counts, want, WAIT_MS));
+    ck_assert_mem_eq(net->n[1].cons, "m199", 4);
+    ck_assert_uint_lt(stats(net, 0).bytes_out - out0, 200 * 22);
+    net_free(net);
+}
+END_TEST
+
 typedef struct {
     uv_tcp_t tcp;
     uv_connect_t req;
@@ -1268,6 +1291,7 @@ int main(void) {
     tcase_add_test(links, test_bad_frames_drop_the_link);
     tcase_add_test(links, test_killed_peer_reconnects);
     tcase_add_test(links, test_send_queue_overflow_drops_link);
+    tcase_add_test(links, test_frames_of_one_turn_coalesce);
     tcase_add_test(links, test_plain_tcp_garbage_refused);
     tcase_add_test(links, test_stalled_links_time_out_and_are_bounded);
     tcase_add_test(links, test_tls_1_3_only);
