@@ -254,7 +254,7 @@ static void after_commit(node *n, const chain_block *b, double apply_s) {
              b->hdr.height, b->n_txs, hx, b->hdr.view);
     node__api_events(n, b);
     if (n->hooks.committed) n->hooks.committed(n->hooks.arg, b->hdr.height, &hash);
-    if (n->prod) node__producer_poke(n->prod);
+    if (n->prod) node__producer_committed(n->prod);
 }
 
 static double mono_s(void) {

@@ -269,6 +269,8 @@ int node__producer_create(node__producer **out, node *n, uv_loop_t *loop, uint32
 void node__producer_start(node__producer *p);
 /* Builds now if enough transactions wait (called after admissions). */
 void node__producer_poke(node__producer *p);
+/* Builds now if any transactions wait (called after each commit). */
+void node__producer_committed(node__producer *p);
 void node__producer_close(node__producer *p, void (*done)(void *arg), void *arg);
 void node__producer_destroy(node__producer *p);
 

@@ -1,7 +1,7 @@
 /* producer.c — the block producer of a primary validator.
  *
- * Every block_interval_ms, or as soon as block_txs_max transactions wait,
- * the producer checks that this validator is the primary with nothing in
+ * Every block_interval_ms, as soon as block_txs_max transactions wait, or
+ * right after a commit when any wait, the producer checks that this validator is the primary with nothing in
  * flight, executes mempool transactions front to back on top of the
  * committed tip (chain_exec_begin / chain_exec_tx / chain_exec_finish) and
  * hands the block to the replica. Signatures were verified at admission, so
@@ -157,14 +157,27 @@ void node__producer_start(node__producer *p) {
     uv_timer_start(&p->tick, on_tick, p->interval_ms, p->interval_ms);
 }
 
+static void kick(node__producer *p) {
+    p->kick_armed = 1;
+    uv_timer_start(&p->kick, on_kick, 0, 0);
+}
+
 void node__producer_poke(node__producer *p) {
     if (p->kick_armed || p->open_handles < 2 || !node_key(p->n)) return;
     /* A full block waits: build on the next loop turn rather than inside the
      * caller (an HTTP handler or a commit), which must not re-enter the
      * replica. Fewer transactions wait for the tick. */
     if (node__mempool_size(node__get_mempool(p->n)) < p->txs_max) return;
-    p->kick_armed = 1;
-    uv_timer_start(&p->kick, on_kick, 0, 0);
+    kick(p);
+}
+
+void node__producer_committed(node__producer *p) {
+    if (p->kick_armed || p->open_handles < 2 || !node_key(p->n)) return;
+    /* Our block (or another's) just committed: whatever waited meanwhile
+     * goes into the next block now, not at the next tick, so the primary
+     * never idles between blocks while transactions wait. */
+    if (node__mempool_size(node__get_mempool(p->n)) == 0) return;
+    kick(p);
 }
 
 static void closed(uv_handle_t *h) {
