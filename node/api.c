@@ -52,12 +52,22 @@ static json_t *hexj(const uint8_t *b, size_t len) {
 
 static json_t *u64j(uint64_t v) { return json_integer((json_int_t)v); }
 
-/* Exactly 2*len lower-case hex digits. */
+/* Digit value + 1 of lower-case hex digits, 0 for anything else (NUL too,
+ * so a short string stops the scan at its end). */
+static const uint8_t hex_lut[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* Exactly 2*len lower-case hex digits, in one pass (every check parses
+ * several keys; out may be partly written on failure). */
 static int parse_hex(uint8_t *out, size_t len, const char *s) {
-    if (strlen(s) != 2 * len) return -1;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return -1;
-    return chain_unhex(out, len, s) == 0 ? 0 : -1;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t hi = hex_lut[(unsigned char)s[2 * i]], lo;
+        if (!hi || !(lo = hex_lut[(unsigned char)s[2 * i + 1]])) return -1;
+        out[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
+    }
+    return s[2 * len] == 0 ? 0 : -1;
 }
 
 /* A decimal u64: 1..20 digits, no sign, no overflow. */

@@ -128,6 +128,64 @@ START_TEST(session_table_evicts_oldest_and_expires) {
 }
 END_TEST
 
+/* The printed check answer is JSON that jansson reads back to the same
+ * fields, strings escaped. */
+START_TEST(check_answer_json_round_trips) {
+    chain_check_result r;
+    memset(&r, 0, sizeof r);
+    r.decision = CHAIN_PERMIT;
+    snprintf(r.reason, sizeof r.reason, "a \"quoted\" \\ reason\n");
+    r.height = 42;
+    r.has_grant = 1;
+    memset(r.grant.id.b, 0xab, 32);
+    r.grant.grant.n_scopes = 2;
+    snprintf(r.grant.grant.scopes[0].s, sizeof r.grant.grant.scopes[0].s, "Observation");
+    snprintf(r.grant.grant.scopes[1].s, sizeof r.grant.grant.scopes[1].s, "HIV");
+    r.grant.grant.n_purposes = 1;
+    snprintf(r.grant.grant.purposes[0].s, sizeof r.grant.grant.purposes[0].s, "TREAT");
+    r.grant.grant.not_after = UINT64_MAX / 4;
+    r.grant.status = CHAIN_GRANT_REVOKED;
+    uint8_t hdr[3] = {1, 2, 0xff};
+    chain_check_proof p = {7, NULL, 0, hdr, 3, hdr, 3, hdr, 1};
+    for (int with_proof = 0; with_proof < 2; with_proof++) {
+        size_t len = 0;
+        char *text = node__check_json(&len, &r, 1795000000, with_proof ? &p : NULL);
+        ck_assert_ptr_nonnull(text);
+        json_error_t je;
+        json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        ck_assert_msg(j != NULL, "%s: %s", je.text, text);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "decision")), "permit");
+        ck_assert_str_eq(json_string_value(json_object_get(j, "reason")), r.reason);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "height")), 42);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "at")), 1795000000);
+        json_t *g = json_object_get(j, "grant");
+        ck_assert_int_eq(json_object_size(g), 11);
+        ck_assert_str_eq(json_string_value(json_array_get(json_object_get(g, "scopes"), 1)), "HIV");
+        ck_assert_str_eq(json_string_value(json_object_get(g, "status")), "revoked");
+        ck_assert_int_eq(json_integer_value(json_object_get(g, "not_after")), (json_int_t)(UINT64_MAX / 4));
+        json_t *pj = json_object_get(j, "proof");
+        ck_assert_int_eq(pj != NULL, with_proof);
+        if (with_proof) {
+            ck_assert_str_eq(json_string_value(json_object_get(pj, "pair_list")), "");
+            ck_assert_str_eq(json_string_value(json_object_get(pj, "header")), "0102ff");
+            ck_assert_str_eq(json_string_value(json_object_get(pj, "cert")), "01");
+        }
+        json_decref(j);
+        free(text);
+    }
+    r.has_grant = 0;
+    r.decision = CHAIN_DENY;
+    size_t len = 0;
+    char *text = node__check_json(&len, &r, 1, NULL), copy[512];
+    ck_assert_uint_lt(len, sizeof copy);
+    memcpy(copy, text, len);   /* the answer is len bytes, not a C string */
+    copy[len] = 0;
+    ck_assert_ptr_nonnull(strstr(copy, "\"decision\":\"deny\""));
+    ck_assert_msg(strstr(copy, "\"grant\"") == NULL, "%s", copy);
+    free(text);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ node */
 static node_fx NF;
 static chain_key *K[K_COUNT];
@@ -359,6 +417,7 @@ int main(void) {
     TCase *units = tcase_create("units");
     tcase_add_test(units, session_keys_agree_and_macs_verify);
     tcase_add_test(units, session_table_evicts_oldest_and_expires);
+    tcase_add_test(units, check_answer_json_round_trips);
     suite_add_tcase(s, units);
     TCase *tc = tcase_create("node");
     tcase_set_timeout(tc, 120);
