@@ -687,7 +687,8 @@ static int session_body(uint8_t pub[CHAIN_API_EPH_PUB_LEN], node__http_resp *res
 }
 
 /* POST /v1/sessions: a signed request (the body is part of what is signed,
- * so nobody can swap the key) opens a session for its signer. The node's
+ * so nobody can swap the key) of an institution or operator opens a
+ * session for its signer. The node's
  * ephemeral secret lives only for this call. */
 static void route_session(node *n, node__http_resp *resp, const node__http_req *req) {
     caller who;
@@ -702,6 +703,15 @@ static void route_session(node *n, node__http_resp *resp, const node__http_req *
     if (!who.signed_by) {
         node__http_error(resp, 401, "this route needs a signed request (X-Consent-Key, X-Consent-Time, "
                                     "X-Consent-Signature)");
+        return;
+    }
+    /* Sessions serve callers that ask many questions: institutions and
+     * operators, whose keys genesis or governance vouch for. Anyone else
+     * (a patient, any fresh key) signs each request, so a flood of fresh
+     * keys cannot fill the table. */
+    if (!is_operator(n, &who.key) && !is_institution(n, &who)) {
+        node__http_error(resp, 403, "sessions are for registered institutions and operators; "
+                                    "other callers sign each request");
         return;
     }
     if (session_body(cpub, resp, req)) return;

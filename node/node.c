@@ -784,7 +784,8 @@ static int create_parts(node *n, char *err, size_t errlen) {
     if ((rc = open_store(n, err, errlen))) return rc;
     if (node__audit_open(&n->audit, n->cfg.data_dir, n->loop))
         return fail(err, errlen, NODE_EIO, "audit log in %s: %s", n->cfg.data_dir, strerror(errno));
-    if ((rc = node__sessions_create(&n->sessions, NODE_SESSIONS_DEFAULT, NODE_SESSION_TTL_S)))
+    if ((rc = node__sessions_create(&n->sessions, NODE_SESSIONS_DEFAULT, NODE_SESSIONS_PER_CALLER,
+                                    NODE_SESSION_TTL_S)))
         return fail(err, errlen, rc, "%s%s", "sessions: out of memory", "");
     n->mp = node__mempool_create(n->cfg.mempool_max);
     n->rj = node__rejects_create(NODE_REJECTS_MAX);

@@ -203,10 +203,12 @@ uint64_t node__audit_failures(const node__audit *a);
 
 /* ------------------------------------------------------------------ sessions */
 /* Authenticated API sessions (session.c, README "Sessions"): a fixed table
- * of capacity sessions, each living ttl_s from its creation; a full table
- * evicts the oldest. */
+ * of capacity sessions, each living ttl_s from its creation, at most
+ * per_caller of them one caller's (one more replaces its own oldest); a
+ * table full of distinct callers' sessions evicts the oldest. */
 #define NODE_SESSIONS_MAX 65536
 #define NODE_SESSIONS_DEFAULT 4096
+#define NODE_SESSIONS_PER_CALLER 8
 #define NODE_SESSION_TTL_S 3600
 typedef struct node__sessions node__sessions;
 typedef struct {
@@ -216,7 +218,7 @@ typedef struct {
      * registered institution (state changes only with a block); 0: none. */
     uint64_t inst_at;
 } node__session;
-int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t ttl_s);
+int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t per_caller, uint32_t ttl_s);
 void node__sessions_destroy(node__sessions *t);   /* wipes the keys; NULL is fine */
 /* A new session id (random, drawn by the caller) for caller with this key;
  * its expiry into *expires_s. NODE_EDUP if the id is taken. */

@@ -4,11 +4,14 @@
  * that opened it with a signed POST /v1/sessions and the key both sides
  * derived (chain_api_session_key); requests then carry a MAC instead of a
  * BIP340 signature. The table is fixed: capacity slots allocated once, no
- * allocation afterwards. Slots fill in creation order as a ring, and every
- * session lives the same time, so the slot taken next always holds the
- * oldest session: a full table evicts it (its caller gets 401 and opens a
- * new one). Lookup goes through a chained hash index over the id, which is
- * random, so its first bytes spread well. Session keys are wiped when a
+ * allocation afterwards. Every session lives the same time, so the oldest
+ * is the one that expires first. A caller holds at most per_caller
+ * sessions: one more replaces its own oldest, so one caller cannot push
+ * the others out; only when the table is full of distinct callers' sessions
+ * does a new one evict the oldest of all (its caller gets 401 and opens a
+ * new one). Opening scans the table (rare, next to the BIP340 verification
+ * it follows); lookup goes through a chained hash index over the id, which
+ * is random, so its first bytes spread well. Session keys are wiped when a
  * slot is reused or the table freed, and never logged.
  */
 #include <assert.h>
@@ -28,7 +31,7 @@ typedef struct {
 } slot;
 
 struct node__sessions {
-    uint32_t cap, next, nbuckets, ttl_s;
+    uint32_t cap, per_caller, nbuckets, ttl_s;
     slot *slots;
     int32_t *buckets;
 };
@@ -39,11 +42,13 @@ static uint32_t bucket_of(const node__sessions *t, const uint8_t *id) {
     return h & (t->nbuckets - 1);
 }
 
-int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t ttl_s) {
-    if (out == NULL || cap == 0 || cap > NODE_SESSIONS_MAX || ttl_s == 0) return NODE_EINVAL;
+int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t per_caller, uint32_t ttl_s) {
+    if (out == NULL || cap == 0 || cap > NODE_SESSIONS_MAX || per_caller == 0 || ttl_s == 0)
+        return NODE_EINVAL;
     node__sessions *t = calloc(1, sizeof *t);
     if (!t) return NODE_ENOMEM;
     t->cap = cap;
+    t->per_caller = per_caller;
     t->ttl_s = ttl_s;
     for (t->nbuckets = 1; t->nbuckets < 2 * cap; t->nbuckets <<= 1) {}
     t->slots = calloc(cap, sizeof *t->slots);
@@ -81,11 +86,33 @@ static int32_t find(const node__sessions *t, const uint8_t *id) {
     return -1;
 }
 
+/* The slot a new session of caller takes: the caller's oldest if it is at
+ * its limit, else a free slot, else the oldest of all. */
+static int32_t pick_slot(const node__sessions *t, const chain_pubkey *caller) {
+    int32_t own = -1, free_slot = -1, oldest = -1;
+    uint32_t held = 0;
+    for (uint32_t j = 0; j < t->cap; j++) {
+        const slot *s = &t->slots[j];
+        if (!s->used) {
+            if (free_slot < 0) free_slot = (int32_t)j;
+            continue;
+        }
+        if (oldest < 0 || s->expires_s < t->slots[oldest].expires_s) oldest = (int32_t)j;
+        if (memcmp(s->s.caller.b, caller->b, CHAIN_KEY_LEN) == 0) {
+            held++;
+            if (own < 0 || s->expires_s < t->slots[own].expires_s) own = (int32_t)j;
+        }
+    }
+    if (held >= t->per_caller) return own;
+    return free_slot >= 0 ? free_slot : oldest;
+}
+
 int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t *expires_s,
                        const chain_pubkey *caller, const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s) {
     if (find(t, id) >= 0) return NODE_EDUP;
-    int32_t i = (int32_t)t->next;
-    if (t->slots[i].used) unlink_slot(t, i);   /* the oldest session goes */
+    int32_t i = pick_slot(t, caller);
+    assert(i >= 0);
+    if (t->slots[i].used) unlink_slot(t, i);
     slot *s = &t->slots[i];
     memcpy(s->id, id, CHAIN_API_SESSION_ID_LEN);
     memcpy(s->s.key, key, CHAIN_API_SESSION_KEY_LEN);
@@ -96,7 +123,6 @@ int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_
     uint32_t b = bucket_of(t, id);
     s->hnext = t->buckets[b];
     t->buckets[b] = i;
-    t->next = (t->next + 1) % t->cap;
     *expires_s = s->expires_s;
     return NODE_OK;
 }

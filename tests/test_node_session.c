@@ -3,8 +3,8 @@
  * table (node/session.c), and the node over real sockets: a session opened
  * with wallet_session_open and used for checks, every refusal (wrong MAC,
  * unknown session, a MAC outside the time window, mixed credentials), bad
- * bodies for POST /v1/sessions, and the same authorization and audit as
- * signed requests.
+ * bodies for POST /v1/sessions and callers it is not for, the per-caller
+ * cap, and the same authorization and audit as signed requests.
  *
  * A single-validator node (20 ms blocks, RocksDB in a temp dir) runs its
  * loop on a thread (tests/node_fixture.h); waits poll against a deadline.
@@ -88,10 +88,11 @@ END_TEST
 
 START_TEST(session_table_evicts_oldest_and_expires) {
     node__sessions *t = NULL;
-    ck_assert_int_eq(node__sessions_create(&t, 0, 10), NODE_EINVAL);
-    ck_assert_int_eq(node__sessions_create(&t, NODE_SESSIONS_MAX + 1, 10), NODE_EINVAL);
-    ck_assert_int_eq(node__sessions_create(&t, 3, 0), NODE_EINVAL);
-    ck_assert_int_eq(node__sessions_create(&t, 3, 10), 0);
+    ck_assert_int_eq(node__sessions_create(&t, 0, 2, 10), NODE_EINVAL);
+    ck_assert_int_eq(node__sessions_create(&t, NODE_SESSIONS_MAX + 1, 2, 10), NODE_EINVAL);
+    ck_assert_int_eq(node__sessions_create(&t, 3, 0, 10), NODE_EINVAL);
+    ck_assert_int_eq(node__sessions_create(&t, 3, 2, 0), NODE_EINVAL);
+    ck_assert_int_eq(node__sessions_create(&t, 3, 2, 10), 0);
     uint8_t id[4][16], key[32] = {7};
     chain_pubkey who[4];
     node__session *k = NULL;
@@ -125,6 +126,35 @@ START_TEST(session_table_evicts_oldest_and_expires) {
     ck_assert_int_eq(node__session_find(t, more, 105, &k), 0);
     node__sessions_destroy(t);
     node__sessions_destroy(NULL);
+}
+END_TEST
+
+/* One caller holds at most per_caller sessions: its next replaces its own
+ * oldest and leaves the other callers' sessions alone, even in a table with
+ * free slots or a full one. */
+START_TEST(session_table_caps_each_caller) {
+    node__sessions *t = NULL;
+    ck_assert_int_eq(node__sessions_create(&t, 4, 2, 100), 0);
+    uint8_t key[32] = {3}, other[16] = {0xee}, id[6][16];
+    chain_pubkey a, b;
+    memset(a.b, 0xa0, 32);
+    memset(b.b, 0xb0, 32);
+    node__session *k = NULL;
+    uint64_t exp = 0;
+    memset(id, 0, sizeof id);
+    ck_assert_int_eq(node__session_open(t, other, &exp, &b, key, 10), 0);   /* b's, the oldest */
+    for (int i = 0; i < 6; i++) {
+        id[i][0] = (uint8_t)(i + 1);
+        ck_assert_int_eq(node__session_open(t, id[i], &exp, &a, key, 11 + (uint64_t)i), 0);
+        ck_assert_uint_eq(node__sessions_count(t), i == 0 ? 2 : 3);
+        ck_assert_int_eq(node__session_find(t, other, 20, &k), 0);   /* never pushed out by a */
+        ck_assert_mem_eq(k->caller.b, b.b, 32);
+    }
+    /* a keeps its two newest. */
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(node__session_find(t, id[i], 20, &k), CHAIN_ENOTFOUND);
+    ck_assert_int_eq(node__session_find(t, id[4], 20, &k), 0);
+    ck_assert_int_eq(node__session_find(t, id[5], 20, &k), 0);
+    node__sessions_destroy(t);
 }
 END_TEST
 
@@ -404,6 +434,9 @@ START_TEST(session_bad_requests_change_nothing) {
     bad[16] = bad[16] == '0' ? '1' : '0';
     ck_assert_int_eq(open_raw(body, sizeof body, K_GW, json, good, bad), 401);
     ck_assert_ptr_nonnull(strstr(body, "bad request signature"));
+    /* A patient (no institution, no operator) signs each request instead. */
+    ck_assert_int_eq(open_raw(body, sizeof body, K_PATIENT, json, good, good), 403);
+    ck_assert_ptr_nonnull(strstr(body, "registered institutions and operators"));
     ck_assert_int_eq(request(body, sizeof body, "GET", "/v1/sessions", "", NULL, NULL), 405);
     ck_assert_uint_eq(node__sessions_count(t), 0);   /* nothing was opened */
     ck_assert_int_eq(open_raw(body, sizeof body, K_GW, json, good, good), 201);
@@ -417,6 +450,7 @@ int main(void) {
     TCase *units = tcase_create("units");
     tcase_add_test(units, session_keys_agree_and_macs_verify);
     tcase_add_test(units, session_table_evicts_oldest_and_expires);
+    tcase_add_test(units, session_table_caps_each_caller);
     tcase_add_test(units, check_answer_json_round_trips);
     suite_add_tcase(s, units);
     TCase *tc = tcase_create("node");
