@@ -944,7 +944,7 @@ void node__api_events(node *n, const chain_block *b) {
 }
 
 /* GET /v1/events[?from=H]: live from the next block, or replaying from H
- * (at most NODE_EVENT_REPLAY_MAX blocks back). */
+ * (at most NODE_EVENT_REPLAY_MAX blocks back by default). */
 static void route_events(node *n, node__http_resp *resp, const node__http_req *req) {
     static const char *const allowed[] = {"from", NULL};
     query q;
@@ -959,8 +959,9 @@ static void route_events(node *n, node__http_resp *resp, const node__http_req *r
         node__http_error(resp, 400, "from must be a block height");
         return;
     }
-    if (from < tip + 1 && tip + 1 - from > NODE_EVENT_REPLAY_MAX) {
-        snprintf(err, sizeof(err), "from is more than %d blocks back (tip %" PRIu64 ")", NODE_EVENT_REPLAY_MAX, tip);
+    uint64_t back_max = node__http_event_limits(node__get_http(n))->replay_max;
+    if (from < tip + 1 && tip + 1 - from > back_max) {
+        snprintf(err, sizeof(err), "from is more than %" PRIu64 " blocks back (tip %" PRIu64 ")", back_max, tip);
         node__http_error(resp, 400, err);
         return;
     }

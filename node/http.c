@@ -22,7 +22,7 @@
  * after NODE_EVENT_REPLAY_BLOCKS blocks per step so one client cannot hold
  * the loop), then takes each new block from node__http_stream_block. The
  * connection's timer paces replay steps and sends a heartbeat comment line
- * every NODE_EVENT_HEARTBEAT_MS.
+ * (NODE_EVENT_HEARTBEAT_MS by default, see node__event_limits).
  */
 #include <assert.h>
 #include <ctype.h>
@@ -87,6 +87,7 @@ struct node__http {
     const node_logger *lg;
     node__metrics *metrics;
     node__http_handler h;
+    node__event_limits ev;
     http_parser_settings settings;
     conn *conns;
     uint32_t nconns, nstreams;
@@ -510,7 +511,7 @@ static void stream_pump(conn *c) {
     c->live = rc == 1;
     if (rc == 1) {
         /* Caught up: idle until the next block or heartbeat. */
-        uv_timer_start(&c->timer, on_stream_timer, NODE_EVENT_HEARTBEAT_MS, 0);
+        uv_timer_start(&c->timer, on_stream_timer, s->ev.heartbeat_ms, 0);
         return;
     }
     /* Still behind: on_write resumes once the queue drains, else the timer
@@ -536,6 +537,11 @@ static void start_stream(conn *c, node__http_resp *r) {
     int n = snprintf(head, 160, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n",
                      r->status, reason_phrase(r->status), r->content_type);
     assert(n > 0 && n < 160);
+    /* Loopback and LAN autotuning lets the kernel buffer megabytes for a
+     * client that stopped reading, hiding it from the unsent-bytes cut. */
+    int sndbuf = c->srv->ev.sndbuf_bytes;
+    if (uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf) != 0)
+        node_log(c->srv->lg, NODE_LOG_WARN, "event stream: cannot cap the send buffer");
     if (conn_write(c, head, (size_t)n, NULL, 0) == 0) {
         c->streaming = 1;
         c->srv->nstreams++;
@@ -690,6 +696,8 @@ int node__http_create(node__http **out, uv_loop_t *loop, const node_logger *lg,
     s->lg = lg;
     s->metrics = metrics;
     s->h = *h;
+    s->ev = (node__event_limits){NODE_EVENT_HEARTBEAT_MS, NODE_EVENT_REPLAY_MAX, NODE_EVENT_STREAM_BYTES_MAX,
+                                NODE_EVENT_SNDBUF_BYTES};
     s->settings.on_message_begin = on_message_begin;
     s->settings.on_url = on_url;
     s->settings.on_header_field = on_header_field;
@@ -717,6 +725,8 @@ int node__http_create(node__http **out, uv_loop_t *loop, const node_logger *lg,
 int node__http_port(const node__http *s) { return s->port; }
 uint32_t node__http_streams(const node__http *s) { return s ? s->nstreams : 0; }
 uint32_t node__http_conns(const node__http *s) { return s ? s->nconns : 0; }
+void node__http_set_event_limits(node__http *s, const node__event_limits *l) { s->ev = *l; }
+const node__event_limits *node__http_event_limits(const node__http *s) { return &s->ev; }
 
 void node__http_close(node__http *s, void (*done)(void *arg), void *arg) {
     if (s->closing) return;
@@ -741,7 +751,7 @@ void node__http_stream_block(node__http *s, uint64_t height, const char *lines, 
             conn_close(c);
             continue;
         }
-        if (queued(c) > NODE_EVENT_STREAM_BYTES_MAX) {
+        if (queued(c) > s->ev.stream_bytes_max) {
             node_log(s->lg, NODE_LOG_WARN, "event stream too slow: closed");
             conn_close(c);
             continue;

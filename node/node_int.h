@@ -141,13 +141,26 @@ void node__http_destroy(node__http *s);
  * it gets each committed block's lines from node__http_stream_block, called
  * on the commit path. A live stream whose unsent bytes pass
  * NODE_EVENT_STREAM_BYTES_MAX is cut (a slow subscriber must not hold the
- * node's memory); every stream gets a ": heartbeat" comment line every
- * NODE_EVENT_HEARTBEAT_MS. */
+ * node's memory; the stream's kernel send buffer is capped at
+ * NODE_EVENT_SNDBUF_BYTES so the kernel does not hold megabytes for it
+ * first); every stream gets a ": heartbeat" comment line every
+ * NODE_EVENT_HEARTBEAT_MS. These limits are the defaults of
+ * node__event_limits, which tests lower to reach them quickly. */
 #define NODE_EVENT_STREAM_BYTES_MAX (1u << 20)
+#define NODE_EVENT_SNDBUF_BYTES (64u << 10)
 #define NODE_EVENT_REPLAY_BYTES (256u << 10)   /* replay pauses above this */
 #define NODE_EVENT_REPLAY_BLOCKS 256           /* blocks read per replay step */
 #define NODE_EVENT_HEARTBEAT_MS 15000
 #define NODE_EVENT_REPLAY_MAX 10000            /* ?from= at most this far back */
+typedef struct {
+    uint64_t heartbeat_ms;       /* NODE_EVENT_HEARTBEAT_MS */
+    uint64_t replay_max;         /* NODE_EVENT_REPLAY_MAX: ?from= at most this many blocks back */
+    size_t stream_bytes_max;     /* NODE_EVENT_STREAM_BYTES_MAX */
+    int sndbuf_bytes;            /* NODE_EVENT_SNDBUF_BYTES */
+} node__event_limits;
+/* Replaces the server's event limits; only before the loop runs (tests). */
+void node__http_set_event_limits(node__http *s, const node__event_limits *l);
+const node__event_limits *node__http_event_limits(const node__http *s);
 void node__http_stream_block(node__http *s, uint64_t height, const char *lines, size_t len);
 uint32_t node__http_streams(const node__http *s);
 uint32_t node__http_conns(const node__http *s);

@@ -101,8 +101,8 @@ static inline void *nfx_loop_main(void *arg)
     return NULL;
 }
 
-/* Loads node0/config.json, creates and starts the node on a loop thread. */
-static inline void nfx_start(node_fx *nf)
+/* Loads node0/config.json and creates the node (not yet running). */
+static inline void nfx_create(node_fx *nf)
 {
     char path[512], err[256];
     node_config cfg;
@@ -114,9 +114,21 @@ static inline void nfx_start(node_fx *nf)
     ck_assert_msg(rc == 0, "node_create: %s", err);
     nf->port = node_api_port(nf->n);
     nf->stop.data = nf;
+}
+
+/* Starts a created node on a loop thread. */
+static inline void nfx_run(node_fx *nf)
+{
     ck_assert_int_eq(uv_async_init(&nf->loop, &nf->stop, nfx_on_stop), 0);
     ck_assert_int_eq(node_start(nf->n), 0);
     ck_assert_int_eq(pthread_create(&nf->thread, NULL, nfx_loop_main, nf), 0);
+}
+
+/* Loads node0/config.json, creates and starts the node on a loop thread. */
+static inline void nfx_start(node_fx *nf)
+{
+    nfx_create(nf);
+    nfx_run(nf);
 }
 
 static inline void nfx_stop(node_fx *nf)

@@ -1,7 +1,9 @@
 /* test_node_gw.c — the gateway features of the node over real sockets: who
  * may ask (signed requests, 401/403/200), the audit log, the access listing,
  * the event stream (replay, live revocation within one block, typed lines,
- * subscriber limit) and proof=1 answers verified with chain_check_verify.
+ * subscriber limit; with lowered limits: heartbeats, the refusal of a start
+ * too far back, the cut of a subscriber that stops reading) and proof=1
+ * answers verified with chain_check_verify.
  *
  * A single-validator node (20 ms blocks, RocksDB in a temp dir) runs its
  * libuv loop on a thread. Genesis registers a gateway institution (gateway +
@@ -11,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -204,29 +207,39 @@ static void tx_base(chain_tx *tx, int signer, chain_tx_type type) {
     tx->created_at = (uint64_t)time(NULL);
 }
 
-/* Signs, submits and waits until committed; returns the tx id. */
-static chain_hash commit(chain_tx *tx, int signer) {
+/* Signs tx with key k and submits it; returns the tx id. */
+static chain_hash submit(chain_tx *tx, const chain_key *k) {
     uint8_t buf[CHAIN_TX_BYTES_MAX];
     size_t len = 0;
-    ck_assert_int_eq(chain_tx_sign(tx, F.k[signer]), 0);
+    ck_assert_int_eq(chain_tx_sign(tx, k), 0);
     ck_assert_int_eq(chain_tx_encode(buf, sizeof(buf), &len, tx), 0);
     chain_hash id;
     chain_tx_hash(&id, buf, len);
-    char h[65];
-    chain_hex(h, id.b, 32);
     response r;
     request(&r, NONE, "POST", "/v1/txs", "application/x-protobuf", buf, len);
     ck_assert_msg(r.status == 202, "submit: %d %s", r.status, r.body);
     free(r.body);
+    return id;
+}
+
+static void wait_committed(const chain_hash *id) {
+    char h[65];
+    chain_hex(h, id->b, 32);
     for (int i = 0; i < 4000; i++) {
         json_t *j = get_json(200, NONE, "/v1/txs/%s", h);
         int done = strcmp(json_string_value(json_object_get(j, "status")), "committed") == 0;
         json_decref(j);
-        if (done) return id;
+        if (done) return;
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);   /* a poll interval, not a stand-in for a condition */
     }
     ck_abort_msg("tx %s not committed", h);
+}
+
+/* Signs, submits and waits until committed; returns the tx id. */
+static chain_hash commit(chain_tx *tx, int signer) {
+    chain_hash id = submit(tx, F.k[signer]);
+    wait_committed(&id);
     return id;
 }
 
@@ -593,6 +606,150 @@ START_TEST(events_bad_requests_and_subscriber_limit) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ event limits */
+/* The same node with its event limits lowered so each is reached in a few
+ * blocks: heartbeat every 50 ms, replay at most 3 blocks back, a live
+ * stream cut past 4 KiB unsent, with a 4 KiB kernel send buffer. */
+static const node__event_limits test_limits = {50, 3, 4096, 4096};
+
+static void setup_limits(void) {
+    memset(&F, 0, sizeof(F));
+    make_network();
+    nfx_create(&F.nf);
+    node__http_set_event_limits(node__get_http(F.nf.n), &test_limits);
+    nfx_run(&F.nf);
+}
+
+static uint64_t open_streams(void) {
+    response r;
+    request(&r, NONE, "GET", "/metrics", NULL, "", 0);
+    ck_assert_int_eq(r.status, 200);
+    const char *g = strstr(r.body, "\nconsent_event_streams ");
+    ck_assert_ptr_nonnull(g);
+    uint64_t v = strtoull(g + strlen("\nconsent_event_streams "), NULL, 10);
+    free(r.body);
+    return v;
+}
+
+START_TEST(events_heartbeat_when_idle) {
+    stream s;
+    stream_open(&s, "/v1/events");
+    /* No block commits: only heartbeats arrive, again and again. */
+    stream_until(&s, ": heartbeat\n");
+    const char *first = strstr(s.buf, ": heartbeat\n");
+    size_t after = (size_t)(first - s.buf) + 1;
+    while (!strstr(s.buf + after, ": heartbeat\n")) {
+        ck_assert_uint_lt(s.len, sizeof(s.buf) - 1);
+        ssize_t n = recv(s.fd, s.buf + s.len, sizeof(s.buf) - 1 - s.len, 0);
+        ck_assert_msg(n > 0, "stream ended waiting for a second heartbeat");
+        s.len += (size_t)n;
+        s.buf[s.len] = 0;
+    }
+    ck_assert_ptr_null(strstr(s.buf, "\"type\""));
+    /* A replaying stream gets them too once it has caught up. */
+    grant(K_GW, "Observation");
+    stream r;
+    stream_open(&r, "/v1/events?from=1");
+    stream_until(&r, "\"type\":\"grant\"");
+    stream_until(&r, ": heartbeat\n");
+    close(s.fd);
+    close(r.fd);
+}
+END_TEST
+
+START_TEST(events_refuse_start_too_far_back) {
+    while (height() < 5) grant(K_GW, "Observation");
+    uint64_t tip = height();   /* empty blocks are never built: the tip stays */
+    /* from = tip + 1 - 3 replays three blocks: allowed. */
+    stream s;
+    char target[64];
+    snprintf(target, sizeof(target), "/v1/events?from=%llu", (unsigned long long)(tip - 2));
+    stream_open(&s, target);
+    stream_until(&s, "\"type\":\"grant\"");
+    close(s.fd);
+    /* One block further back, and the first block, are refused. */
+    json_t *j = get_json(400, NONE, "/v1/events?from=%llu", (unsigned long long)(tip - 3));
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "error")), "more than 3 blocks back"));
+    json_decref(j);
+    expect_status(400, NONE, "/v1/events?from=1");
+    ck_assert_uint_eq(open_streams(), 0);
+    /* A start in the future waits for that block. */
+    snprintf(target, sizeof(target), "/v1/events?from=%llu", (unsigned long long)(tip + 5));
+    stream_open(&s, target);
+    close(s.fd);
+}
+END_TEST
+
+START_TEST(events_cut_slow_subscriber) {
+    /* The slow one: a tiny receive buffer, and it never reads past the head. */
+    int slow = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(slow, 0);
+    int rcvbuf = 1024;
+    ck_assert_int_eq(setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)F.nf.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(slow, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char *req = "GET /v1/events HTTP/1.1\r\n\r\n";
+    send_all(slow, req, strlen(req));
+    response head;
+    memset(&head, 0, sizeof(head));
+    read_head(slow, &head);
+    ck_assert_int_eq(head.status, 200);
+    stream live;
+    stream_open(&live, "/v1/events");
+    ck_assert_uint_eq(open_streams(), 2);
+    /* Blocks of 25 grants (about 8 KiB of events each) from fresh patients
+     * until the node has cut the slow stream; the reader keeps up. */
+    int rounds = 0;
+    for (; rounds < 60 && open_streams() == 2; rounds++) {
+        chain_hash last;
+        for (int i = 0; i < 25; i++) {
+            chain_key *p = chain_key_create(NULL);
+            ck_assert_ptr_nonnull(p);
+            chain_tx tx;
+            tx_base(&tx, K_PATIENT, CHAIN_TX_GRANT);
+            F.nonce[K_PATIENT]--;
+            chain_key_pubkey(p, &tx.signer);
+            tx.nonce = 1;
+            tx.body.grant.patient = tx.signer;
+            tx.body.grant.grantee = F.pk[K_LAB];
+            tx.body.grant.n_scopes = 1;
+            snprintf(tx.body.grant.scopes[0].s, sizeof(chain_code), "Observation");
+            tx.body.grant.n_purposes = 1;
+            snprintf(tx.body.grant.purposes[0].s, sizeof(chain_code), "TREAT");
+            tx.body.grant.not_before = tx.created_at - 60;
+            tx.body.grant.not_after = tx.created_at + 3600;
+            last = submit(&tx, p);
+            chain_key_destroy(p);
+        }
+        wait_committed(&last);
+        char lh[65];
+        chain_hex(lh, last.b, 32);
+        stream_until(&live, lh);
+        live.len = 0;
+        live.buf[0] = 0;
+    }
+    ck_assert_msg(open_streams() == 1, "slow stream still open after %d blocks", rounds);
+    /* The other subscriber is still served. */
+    chain_hash id = grant(K_GW, "Observation");
+    char gh[65];
+    chain_hex(gh, id.b, 32);
+    json_decref(event_line(&live, gh));
+    /* What the slow client reads ends: the node closed it. */
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(slow, buf, sizeof(buf), 0)) > 0) {
+    }
+    ck_assert_msg(n == 0 || errno == ECONNRESET, "slow stream: recv %zd errno %d", n, errno);
+    close(slow);
+    close(live.fd);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ audit unit */
 START_TEST(audit_file_rules) {
     char dir[64], path[128];
@@ -657,6 +814,13 @@ static Suite *gw_suite(void) {
     tcase_add_test(tc, events_replay_then_live_revoke_within_one_block);
     tcase_add_test(tc, events_bad_requests_and_subscriber_limit);
     suite_add_tcase(s, tc);
+    TCase *lim = tcase_create("event_limits");
+    tcase_set_timeout(lim, 120);
+    tcase_add_checked_fixture(lim, setup_limits, teardown);
+    tcase_add_test(lim, events_heartbeat_when_idle);
+    tcase_add_test(lim, events_refuse_start_too_far_back);
+    tcase_add_test(lim, events_cut_slow_subscriber);
+    suite_add_tcase(s, lim);
     TCase *units = tcase_create("units");
     tcase_add_test(units, audit_file_rules);
     suite_add_tcase(s, units);
