@@ -373,7 +373,9 @@ int chain_store_get_meta(chain_store *st, const char *key, uint8_t **out, size_t
 /* The gateway question: may grantee receive scope about patient for purpose
  * at time at_s? On permit, rec gets the covering grant. reason always gets a
  * one-line explanation (e.g. "no active grant for this grantee", "grant
- * expired", "purpose not covered"). */
+ * expired", "purpose not covered"). The grantee must also be a registered
+ * institution with the grantee role at the state asked ("grantee
+ * institution is not registered" once governance removed it). */
 typedef enum { CHAIN_DENY = 0, CHAIN_PERMIT = 1 } chain_decision;
 typedef struct {
     chain_decision decision;
@@ -389,7 +391,8 @@ int chain_check(chain_store *st, chain_check_result *out, const chain_pubkey *pa
 
 /* ------------------------------------------------------------------ proofs */
 /* Verifiable checks ("libconsent"): a node hands out the (patient, grantee)
- * pair list, its state-tree proof against the tip's state root, the tip
+ * pair list and the grantee's registry record, their state-tree proofs
+ * against the tip's state root, the tip
  * header and its commit certificate; a client holding only genesis checks
  * all four and recomputes the decision with the same code chain_check uses,
  * so a deny is as verifiable as a permit. All parts are opaque bytes
@@ -402,6 +405,10 @@ typedef struct {
     size_t pair_list_len;
     uint8_t *smt_proof;           /* presence (non-empty list) or absence */
     size_t smt_proof_len;
+    uint8_t *inst;                /* the grantee's registry record; 0 bytes: not registered */
+    size_t inst_len;
+    uint8_t *inst_proof;          /* its presence or absence */
+    size_t inst_proof_len;
     uint8_t *header;              /* encoded header of block `height` */
     size_t header_len;
     uint8_t *cert;                /* its commit certificate */

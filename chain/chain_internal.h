@@ -109,6 +109,12 @@ int chain__map_merge(chain__map *dst, chain__map *src);
  * chain_check makes it; CHAIN_EIO (and deny) if the list does not decode. */
 int chain__check_list(chain_check_result *out, const uint8_t *list, size_t len, const char *scope,
                       const char *purpose, uint64_t at_s);
+/* check.c: the registry rule on top of a decision: deny unless inst (the
+ * grantee's encoded registry record, len 0: none) registers grantee with
+ * the grantee role. CHAIN_EIO (and deny) if the record does not decode or
+ * names another key. */
+int chain__check_grantee(chain_check_result *out, const chain_pubkey *grantee, const uint8_t *inst,
+                         size_t len);
 
 /* store.c: a committed state value (malloc'd), CHAIN_ENOTFOUND or CHAIN_EIO. */
 int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t *key, size_t klen);

@@ -11,7 +11,11 @@
  * scope beats not, covering the purpose too beats that, and a record that
  * covers both but is revoked, not yet valid or expired is closest of all
  * (ties go to the newer record). Reasons name no patient data.
- */
+ *
+ * A grant needs a registered grantee when it is made (exec.c) and when it
+ * is used: once governance removes the institution its grants stay in
+ * state (a re-registration revives them) but permit nothing, so the
+ * grantee's registry record is read too (one more small point read). */
 #include <assert.h>
 #include <stdalign.h>
 #include <stddef.h>
@@ -27,6 +31,7 @@
 #define CHECK_BUF_BYTES 8192
 #define CHECK_ARENA_BYTES 16384
 #define CHECK_READ_TRIES 3
+#define CHECK_INST_BYTES 512   /* an encoded registry record is far smaller */
 
 /* A bump allocator over a caller's buffer; falls back to malloc when full.
  * protobuf-c frees every piece it allocated, so free() tells the two apart
@@ -157,19 +162,50 @@ int chain_check(chain_store *st, chain_check_result *out, const chain_pubkey *pa
     alignas(max_align_t) uint8_t mem[CHECK_ARENA_BYTES];
     uint8_t key[CHAIN__KEY_MAX], *heap = NULL;
     const uint8_t *val = NULL;
-    size_t len = 0, klen = chain__key_pair(key, patient, grantee);
+    size_t len = 0, klen;
+    uint8_t inst[CHECK_INST_BYTES];
+    size_t inst_len = 0;
     uint64_t height = chain_store_height(st);
-    int rc = read_pair(st, buf, sizeof buf, &heap, &val, &len, key, klen);
     out->decision = CHAIN_DENY;
     out->has_grant = 0;
     out->height = height;
+    klen = chain__key_inst(key, grantee);
+    int rc = chain__store_read(st, inst, sizeof inst, &inst_len, key, klen);
+    if (rc == CHAIN_ENOTFOUND) inst_len = 0, rc = CHAIN_OK;
+    else if (rc == CHAIN_EBOUNDS) rc = CHAIN_EIO;
+    if (rc != CHAIN_OK) return rc;
+    klen = chain__key_pair(key, patient, grantee);
+    rc = read_pair(st, buf, sizeof buf, &heap, &val, &len, key, klen);
     if (rc == CHAIN_ENOTFOUND) {
         snprintf(out->reason, sizeof out->reason, "no grant from this patient to this grantee");
-        return CHAIN_OK;
+        rc = CHAIN_OK;
+    } else if (rc == CHAIN_OK) {
+        rc = check_list(out, mem, sizeof mem, val, len, scope, purpose, at_s);
     }
-    if (rc == CHAIN_OK) rc = check_list(out, mem, sizeof mem, val, len, scope, purpose, at_s);
     free(heap);
+    if (rc == CHAIN_OK) rc = chain__check_grantee(out, grantee, inst, inst_len);
     return rc;
+}
+
+int chain__check_grantee(chain_check_result *out, const chain_pubkey *grantee, const uint8_t *inst,
+                         size_t len)
+{
+    chain_institution in;
+    const char *why = NULL;
+    if (len == 0) {
+        why = "grantee institution is not registered";
+    } else if (chain__inst_decode(&in, inst, len) != CHAIN_OK ||
+               memcmp(in.key.b, grantee->b, CHAIN_KEY_LEN) != 0) {
+        out->decision = CHAIN_DENY;
+        return CHAIN_EIO;
+    } else if (!(in.roles & CHAIN_ROLE_GRANTEE)) {
+        why = "grantee institution does not hold the grantee role";
+    }
+    if (why != NULL) {
+        out->decision = CHAIN_DENY;
+        snprintf(out->reason, sizeof out->reason, "%s", why);
+    }
+    return CHAIN_OK;
 }
 
 /* Shared with chain_check_verify (proof.c), so a client recomputes a

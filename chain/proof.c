@@ -1,19 +1,22 @@
 /* proof.c — verifiable checks: proving a check at the node, verifying it
  * at the client ("libconsent").
  *
- * A check reads one state value, the (patient, grantee) pair list. Its leaf
- * in the state tree is SHA-256("pair" || patient || grantee) holding
- * SHA-256(list bytes), and the tree's root is the state root of the tip
- * header, which 2f+1 genesis validators signed in the commit certificate.
- * So four parts settle any check: the list (empty when the pair has none),
- * the tree proof of presence or absence, the header and the certificate.
+ * A check reads two state values, the (patient, grantee) pair list and the
+ * grantee's registry record. The list's leaf in the state tree is
+ * SHA-256("pair" || patient || grantee) holding SHA-256(list bytes), the
+ * record's is SHA-256("inst" || grantee) holding SHA-256(record bytes), and
+ * the tree's root is the state root of the tip header, which 2f+1 genesis
+ * validators signed in the commit certificate. So six parts settle any
+ * check: the list (empty when the pair has none) and its tree proof of
+ * presence or absence, the record (empty when the grantee is not
+ * registered) and its tree proof, the header and the certificate.
  *
  * The verifier trusts nothing but genesis: it checks the certificate over
- * the header, ties the list to the header's state root through the proof
- * for the leaf of the pair asked about, and then recomputes the decision
- * with chain__check_list, the very function behind chain_check. A deny
- * ("no grant", "revoked", "expired") is therefore as verifiable as a
- * permit. Freshness is the caller's policy: min_height refuses an answer
+ * the header, ties list and record to the header's state root through the
+ * proofs for the leaves of the pair and grantee asked about, and then
+ * recomputes the decision with chain__check_list and chain__check_grantee,
+ * the very functions behind chain_check. A deny ("no grant", "revoked",
+ * "expired", "not registered") is therefore as verifiable as a permit. Freshness is the caller's policy: min_height refuses an answer
  * read at an older tip.
  */
 #include <assert.h>
@@ -32,45 +35,63 @@ void chain_check_proof_free(chain_check_proof *p)
     if (p == NULL) return;
     free(p->pair_list);
     free(p->smt_proof);
+    free(p->inst);
+    free(p->inst_proof);
     free(p->header);
     free(p->cert);
     memset(p, 0, sizeof *p);
 }
 
-static void pair_leaf(chain_hash *out, const chain_pubkey *patient, const chain_pubkey *grantee)
+static void state_leaf(chain_hash *out, const uint8_t *k, size_t kl)
 {
-    uint8_t k[CHAIN__KEY_MAX];
-    size_t kl = chain__key_pair(k, patient, grantee);
     int authenticated = chain__state_leaf_key(out, k, kl);
     assert(authenticated == 1);
     (void)authenticated;
 }
 
-/* The tree proof for the pair's leaf against root, encoded (malloc'd);
- * checked against the list before it leaves, so a node never hands out a
- * proof that would not verify. */
-static int prove_leaf(chain_store *st, chain_check_proof *out, const chain_hash *root,
-                      const chain_hash *leaf)
+static void pair_leaf(chain_hash *out, const chain_pubkey *patient, const chain_pubkey *grantee)
+{
+    uint8_t k[CHAIN__KEY_MAX];
+    state_leaf(out, k, chain__key_pair(k, patient, grantee));
+}
+
+static void inst_leaf(chain_hash *out, const chain_pubkey *grantee)
+{
+    uint8_t k[CHAIN__KEY_MAX];
+    state_leaf(out, k, chain__key_inst(k, grantee));
+}
+
+/* The tree proof for a leaf holding val (len 0: absent) against root,
+ * encoded into a malloc'd *proof; checked before it leaves, so a node never
+ * hands out a proof that would not verify. */
+static int prove_leaf(chain_store *st, uint8_t **proof, size_t *proof_len, const chain_hash *root,
+                      const chain_hash *leaf, const uint8_t *val, size_t len)
 {
     chain__smt_backend be;
     chain__smt_proof *pf = malloc(sizeof *pf);
     if (pf == NULL) return CHAIN_ENOMEM;
     chain__store_smt_backend(st, &be);
     int rc = chain__smt_prove(&be, pf, root, leaf);
-    chain_hash val;
-    if (rc == CHAIN_OK && out->pair_list_len > 0)
-        chain__state_leaf_val(&val, out->pair_list, out->pair_list_len);
-    if (rc == CHAIN_OK && chain__smt_verify(root, leaf, out->pair_list_len ? &val : NULL, pf) != 0)
-        rc = CHAIN_EIO;
+    chain_hash vh;
+    if (rc == CHAIN_OK && len > 0) chain__state_leaf_val(&vh, val, len);
+    if (rc == CHAIN_OK && chain__smt_verify(root, leaf, len ? &vh : NULL, pf) != 0) rc = CHAIN_EIO;
     if (rc == CHAIN_OK) {
-        out->smt_proof = malloc(CHAIN_SMT_PROOF_BYTES_MAX);
-        if (out->smt_proof == NULL) rc = CHAIN_ENOMEM;
+        *proof = malloc(CHAIN_SMT_PROOF_BYTES_MAX);
+        if (*proof == NULL) rc = CHAIN_ENOMEM;
     }
-    if (rc == CHAIN_OK)
-        rc = chain__smt_proof_encode(out->smt_proof, CHAIN_SMT_PROOF_BYTES_MAX,
-                                     &out->smt_proof_len, pf);
+    if (rc == CHAIN_OK) rc = chain__smt_proof_encode(*proof, CHAIN_SMT_PROOF_BYTES_MAX, proof_len, pf);
     free(pf);
     return rc;
+}
+
+/* A state value (malloc'd), or 0 bytes and NULL when absent. */
+static int read_value(chain_store *st, uint8_t **val, size_t *len, const uint8_t *k, size_t kl)
+{
+    int rc = chain__store_get(st, val, len, k, kl);
+    if (rc != CHAIN_ENOTFOUND) return rc;
+    *val = NULL;
+    *len = 0;
+    return CHAIN_OK;
 }
 
 void chain_check_tip_free(chain_check_tip *tip)
@@ -128,14 +149,16 @@ static int prove_once(chain_store *st, chain_check_tip *tip, chain_check_proof *
         rc = chain_check_tip_load(st, tip);
     if (rc == CHAIN_OK && (tip->height != out->height || memcmp(tip->state_root.b, root.b, CHAIN_HASH_LEN) != 0))
         rc = CHAIN_EIO;   /* a commit in between: the caller reads again */
-    if (rc == CHAIN_OK) rc = chain__store_get(st, &out->pair_list, &out->pair_list_len, k, kl);
-    if (rc == CHAIN_ENOTFOUND) {
-        out->pair_list = NULL;
-        out->pair_list_len = 0;
-        rc = CHAIN_OK;
-    }
+    if (rc == CHAIN_OK) rc = read_value(st, &out->pair_list, &out->pair_list_len, k, kl);
     pair_leaf(&leaf, patient, grantee);
-    if (rc == CHAIN_OK) rc = prove_leaf(st, out, &root, &leaf);
+    if (rc == CHAIN_OK)
+        rc = prove_leaf(st, &out->smt_proof, &out->smt_proof_len, &root, &leaf, out->pair_list,
+                        out->pair_list_len);
+    kl = chain__key_inst(k, grantee);
+    if (rc == CHAIN_OK) rc = read_value(st, &out->inst, &out->inst_len, k, kl);
+    inst_leaf(&leaf, grantee);
+    if (rc == CHAIN_OK)
+        rc = prove_leaf(st, &out->inst_proof, &out->inst_proof_len, &root, &leaf, out->inst, out->inst_len);
     if (rc == CHAIN_OK) {
         out->header = dup_bytes(tip->header, tip->header_len);
         out->cert = dup_bytes(tip->cert, tip->cert_len);
@@ -241,26 +264,44 @@ static int list_of_pair(const chain_check_query *q, const chain_check_proof *p)
     return ok;
 }
 
-/* The list is the leaf of this pair under the header's state root. */
-static int verify_state(const chain_header *hdr, char *why, size_t why_len,
-                        const chain_check_query *q, const chain_check_proof *p)
+/* val (len 0: absent) is the value of leaf under the header's state root. */
+static int verify_leaf(const chain_header *hdr, const chain_hash *leaf, const uint8_t *val, size_t len,
+                       const uint8_t *proof, size_t proof_len)
 {
     chain__smt_proof *pf = malloc(sizeof *pf);
     if (pf == NULL) return CHAIN_ENOMEM;
-    chain_hash leaf, val;
-    int rc = CHAIN_OK;
-    if (chain__smt_proof_decode(pf, p->smt_proof, p->smt_proof_len) != CHAIN_OK)
-        rc = fail(why, why_len, CHAIN_EPROOF, "state proof does not decode");
-    pair_leaf(&leaf, &q->patient, &q->grantee);
-    if (p->pair_list_len > 0) chain__state_leaf_val(&val, p->pair_list, p->pair_list_len);
-    if (rc == CHAIN_OK &&
-        chain__smt_verify(&hdr->state_root, &leaf, p->pair_list_len ? &val : NULL, pf) != CHAIN_OK)
-        rc = fail(why, why_len, CHAIN_EPROOF,
-                  "state proof does not lead from this patient/grantee list to the header's "
-                  "state root");
+    chain_hash vh;
+    int rc = chain__smt_proof_decode(pf, proof, proof_len) == CHAIN_OK ? CHAIN_OK : CHAIN_EDECODE;
+    if (len > 0) chain__state_leaf_val(&vh, val, len);
+    if (rc == CHAIN_OK && chain__smt_verify(&hdr->state_root, leaf, len ? &vh : NULL, pf) != CHAIN_OK)
+        rc = CHAIN_EPROOF;
     free(pf);
-    if (rc == CHAIN_OK && p->pair_list_len > 0 && !list_of_pair(q, p))
-        rc = fail(why, why_len, CHAIN_EPROOF, "pair list holds grants of another patient/grantee");
+    return rc;
+}
+
+/* The list is the leaf of this pair, and the record the leaf of this
+ * grantee, under the header's state root. */
+static int verify_state(const chain_header *hdr, char *why, size_t why_len,
+                        const chain_check_query *q, const chain_check_proof *p)
+{
+    chain_hash leaf;
+    pair_leaf(&leaf, &q->patient, &q->grantee);
+    int rc = verify_leaf(hdr, &leaf, p->pair_list, p->pair_list_len, p->smt_proof, p->smt_proof_len);
+    if (rc == CHAIN_EDECODE) return fail(why, why_len, CHAIN_EPROOF, "state proof does not decode");
+    if (rc == CHAIN_EPROOF)
+        return fail(why, why_len, CHAIN_EPROOF,
+                    "state proof does not lead from this patient/grantee list to the header's "
+                    "state root");
+    if (rc != CHAIN_OK) return rc;
+    if (p->pair_list_len > 0 && !list_of_pair(q, p))
+        return fail(why, why_len, CHAIN_EPROOF, "pair list holds grants of another patient/grantee");
+    inst_leaf(&leaf, &q->grantee);
+    rc = verify_leaf(hdr, &leaf, p->inst, p->inst_len, p->inst_proof, p->inst_proof_len);
+    if (rc == CHAIN_EDECODE) return fail(why, why_len, CHAIN_EPROOF, "registry proof does not decode");
+    if (rc == CHAIN_EPROOF)
+        return fail(why, why_len, CHAIN_EPROOF,
+                    "registry proof does not lead from this grantee's record to the header's state "
+                    "root");
     return rc;
 }
 
@@ -274,7 +315,8 @@ int chain_check_verify(const chain_genesis *g, chain_check_result *out, char *wh
     if (!chain_scope_valid(q->scope) || !chain_purpose_valid(q->purpose))
         return fail(why, why_len, CHAIN_ECODE, "unknown scope or purpose code");
     if (!part_ok(p->header, p->header_len, 0) || !part_ok(p->cert, p->cert_len, 0) ||
-        !part_ok(p->smt_proof, p->smt_proof_len, 0) || !part_ok(p->pair_list, p->pair_list_len, 1))
+        !part_ok(p->smt_proof, p->smt_proof_len, 0) || !part_ok(p->pair_list, p->pair_list_len, 1) ||
+        !part_ok(p->inst_proof, p->inst_proof_len, 0) || !part_ok(p->inst, p->inst_len, 1))
         return fail(why, why_len, CHAIN_EDECODE, "a proof part is missing or over %u bytes",
                     CHAIN_PROOF_PART_BYTES_MAX);
     chain_header hdr;
@@ -285,6 +327,8 @@ int chain_check_verify(const chain_genesis *g, chain_check_result *out, char *wh
     memset(&r, 0, sizeof r);
     rc = chain__check_list(&r, p->pair_list, p->pair_list_len, q->scope, q->purpose, q->at_s);
     if (rc != CHAIN_OK) return fail(why, why_len, CHAIN_EPROOF, "pair list does not decode");
+    if (chain__check_grantee(&r, &q->grantee, p->inst, p->inst_len) != CHAIN_OK)
+        return fail(why, why_len, CHAIN_EPROOF, "registry record does not decode or names another key");
     r.height = hdr.height;
     *out = r;
     if (why != NULL && why_len > 0) snprintf(why, why_len, "%s", r.reason);

@@ -105,7 +105,7 @@ char *node__check_json(size_t *len, const chain_check_result *r, uint64_t at, co
     if (r->has_grant)
         cap += codes_bound(r->grant.grant.scopes, r->grant.grant.n_scopes) +
                codes_bound(r->grant.grant.purposes, r->grant.grant.n_purposes);
-    if (p) cap += 2 * (p->pair_list_len + p->smt_proof_len + p->header_len + p->cert_len);
+    if (p) cap += 2 * (p->pair_list_len + p->smt_proof_len + p->inst_len + p->inst_proof_len + p->header_len + p->cert_len);
     out o = {malloc(cap), 0, cap};
     if (!o.p) return NULL;
     put(&o, "{", 1);
@@ -119,6 +119,8 @@ char *node__check_json(size_t *len, const chain_check_result *r, uint64_t at, co
         field(&o, "height"), u64(&o, p->height);
         field(&o, "pair_list"), hex(&o, p->pair_list, p->pair_list_len);
         field(&o, "smt_proof"), hex(&o, p->smt_proof, p->smt_proof_len);
+        field(&o, "inst"), hex(&o, p->inst, p->inst_len);
+        field(&o, "inst_proof"), hex(&o, p->inst_proof, p->inst_proof_len);
         field(&o, "header"), hex(&o, p->header, p->header_len);
         field(&o, "cert"), hex(&o, p->cert, p->cert_len);
         put(&o, "}", 1);

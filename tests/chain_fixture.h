@@ -198,6 +198,27 @@ static inline void fx_revoke(fx *f, unsigned patient, const chain_hash *id)
     fx_submit(f, &t, patient);
 }
 
+/* Governance removes institution `key` from the registry: endorsed by
+ * validators 100..102 (a quorum of 4), sent by 100. */
+static inline void fx_remove_institution(fx *f, unsigned key)
+{
+    chain_tx t;
+    memset(&t, 0, sizeof t);
+    strcpy(t.chain_id, f->spec->chain_id);
+    t.type = CHAIN_TX_REMOVE_INSTITUTION;
+    t.created_at = now_s(f) + 1;
+    chain_institution_tx *b = &t.body.institution;
+    b->key = pub_n(f, key);
+    chain_hash h;
+    ck_assert_int_eq(chain_institution_sighash(&h, f->spec->chain_id, t.type, b), 0);
+    b->n_endorsements = 3;
+    for (unsigned i = 0; i < 3; i++) {
+        b->endorsements[i].signer = pub_n(f, 100 + i);
+        ck_assert_int_eq(chain_sign(key_n(f, 100 + i), &b->endorsements[i].sig, &h), 0);
+    }
+    fx_submit(f, &t, 100);
+}
+
 static inline chain_check_query fx_query(fx *f, unsigned patient, unsigned grantee, const char *scope,
                                          const char *purpose, uint64_t at)
 {

@@ -59,6 +59,64 @@ static void recode_cert(chain_check_proof *p, void (*edit)(chain_cert *c))
 
 /* ------------------------------------------------------------------ permit and deny */
 
+/* The registry record is proven too: a grant to an institution governance
+ * removed denies, verifiably, and a node cannot hide the removal. */
+START_TEST(test_deregistered_grantee_denies_verifiably)
+{
+    fx *f = fx_open();
+    fx_grant(f, 1, K_GW, "Observation", "TREAT", 1);
+    chain_check_proof p, lab, gone;
+    prove(f, &p, 1, K_GW);
+    prove(f, &lab, 1, K_LAB);
+    ck_assert_uint_gt(p.inst_len, 0);
+    chain_check_query q = fx_query(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    chain_check_result r;
+    char why[160];
+    ck_assert_int_eq(verify(f, &r, why, &q, &p, 0), 0);
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    /* Claiming the registered grantee absent, or handing another
+     * institution's record and proof, or a bent proof, does not verify. */
+    size_t len = p.inst_len;
+    p.inst_len = 0;
+    ck_assert_int_eq(verify(f, &r, why, &q, &p, 0), CHAIN_EPROOF);
+    ck_assert_ptr_nonnull(strstr(why, "registry proof"));
+    p.inst_len = len;
+    chain_check_proof mix = p;
+    mix.inst = lab.inst, mix.inst_len = lab.inst_len;
+    mix.inst_proof = lab.inst_proof, mix.inst_proof_len = lab.inst_proof_len;
+    ck_assert_int_eq(verify(f, &r, why, &q, &mix, 0), CHAIN_EPROOF);
+    p.inst_proof[p.inst_proof_len - 1] ^= 0x01;
+    ck_assert_int_eq(verify(f, &r, why, &q, &p, 0), CHAIN_EPROOF);
+    p.inst_proof[p.inst_proof_len - 1] ^= 0x01;
+    p.inst_proof_len = 0;
+    ck_assert_int_eq(verify(f, &r, why, &q, &p, 0), CHAIN_EDECODE);
+    p.inst_proof_len = mix.inst_proof_len;
+    /* Governance removes the gateway: the grant stays, the answer is deny,
+     * the same at the node and at the verifier. */
+    fx_remove_institution(f, K_GW);
+    prove(f, &gone, 1, K_GW);
+    ck_assert_uint_eq(gone.inst_len, 0);
+    ck_assert_uint_gt(gone.pair_list_len, 0);
+    q.at_s = now_s(f);
+    chain_check_result at_node;
+    ck_assert_int_eq(chain_check(f->st, &at_node, &q.patient, &q.grantee, "Observation", "TREAT", q.at_s), 0);
+    ck_assert_int_eq(verify(f, &r, why, &q, &gone, 2), 0);
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grantee institution is not registered");
+    ck_assert_int_eq(at_node.decision, CHAIN_DENY);
+    ck_assert_str_eq(at_node.reason, r.reason);
+    /* The old record with the new tip: its proof no longer leads to the root. */
+    mix = gone;
+    mix.inst = p.inst, mix.inst_len = p.inst_len;
+    mix.inst_proof = p.inst_proof, mix.inst_proof_len = p.inst_proof_len;
+    ck_assert_int_eq(verify(f, &r, why, &q, &mix, 0), CHAIN_EPROOF);
+    chain_check_proof_free(&p);
+    chain_check_proof_free(&lab);
+    chain_check_proof_free(&gone);
+    fx_close(f);
+}
+END_TEST
+
 START_TEST(test_permit_verifies)
 {
     fx *f = fx_open();
@@ -561,6 +619,7 @@ static Suite *proof_suite(void)
     TCase *tc = tcase_create("proof");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_permit_verifies);
+    tcase_add_test(tc, test_deregistered_grantee_denies_verifiably);
     tcase_add_test(tc, test_deny_verifies_same_as_check);
     tcase_add_test(tc, test_tampered_list_refused);
     tcase_add_test(tc, test_tampered_proof_and_root_refused);

@@ -597,6 +597,8 @@ START_TEST(test_governance)
     /* The new institution can receive grants. */
     grant_std(f, &t, 1, K_NEW);
     ck_assert_int_eq(submit(f, &t, 1), 0);
+    chain_check_result r = check(f, 1, K_NEW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
     /* Removal: not a validator, not an unknown key. */
     institution(f, &t, CHAIN_TX_REMOVE_INSTITUTION, 102, 3, 100);
     ck_assert_int_eq(submit(f, &t, 100), CHAIN_EPERM);
@@ -609,6 +611,23 @@ START_TEST(test_governance)
     ck_assert_int_eq(chain_store_institution(f->st, &nk, &inst), CHAIN_ENOTFOUND);
     grant_std(f, &t, 2, K_NEW);
     ck_assert_int_eq(submit(f, &t, 2), CHAIN_ENOTFOUND);
+    /* Its grant stays in state but permits nothing once it is deregistered. */
+    r = check(f, 1, K_NEW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grantee institution is not registered");
+    ck_assert_int_eq(r.has_grant, 1);
+    /* A registered institution without the grantee role, and a key never
+     * registered, are denied for the same cause. */
+    r = check(f, 1, K_GWONLY, "Observation", "TREAT", now_s(f));
+    ck_assert_str_eq(r.reason, "grantee institution does not hold the grantee role");
+    r = check(f, 1, K_STRANGER, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grantee institution is not registered");
+    /* Registered again (by governance, with the grantee role), the grant counts again. */
+    institution(f, &t, CHAIN_TX_REGISTER_INSTITUTION, K_NEW, 3, 100);
+    ck_assert_int_eq(submit(f, &t, 100), 0);
+    r = check(f, 1, K_NEW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
     /* Genesis institutions are there from the start. */
     chain_pubkey v0 = pub_n(f, 100);
     ck_assert_int_eq(chain_store_institution(f->st, &v0, &inst), 0);

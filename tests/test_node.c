@@ -431,10 +431,10 @@ START_TEST(grant_commits_and_every_read_route_answers) {
     chain_check_proof cp;
     memset(&cp, 0, sizeof(cp));
     cp.height = 1;
-    const char *parts[4] = {"pair_list", "smt_proof", "header", "cert"};
-    uint8_t *bufs[4];
-    size_t lens[4];
-    for (int i = 0; i < 4; i++) {
+    const char *parts[6] = {"pair_list", "smt_proof", "header", "cert", "inst", "inst_proof"};
+    uint8_t *bufs[6];
+    size_t lens[6];
+    for (int i = 0; i < 6; i++) {
         const char *hx = json_string_value(json_object_get(proof, parts[i]));
         ck_assert_ptr_nonnull(hx);
         lens[i] = strlen(hx) / 2;
@@ -445,12 +445,14 @@ START_TEST(grant_commits_and_every_read_route_answers) {
     cp.smt_proof = bufs[1], cp.smt_proof_len = lens[1];
     cp.header = bufs[2], cp.header_len = lens[2];
     cp.cert = bufs[3], cp.cert_len = lens[3];
+    cp.inst = bufs[4], cp.inst_len = lens[4];
+    cp.inst_proof = bufs[5], cp.inst_proof_len = lens[5];
     chain_check_query cq = {F.patient_pk, F.gw_pk, "Condition", "TREAT", (uint64_t)time(NULL)};
     chain_check_result cr;
     char why[128];
     ck_assert_int_eq(chain_check_verify(node_genesis(F.nf.n), &cr, why, sizeof(why), &cq, &cp, 1), 0);
     ck_assert_int_eq(cr.decision, CHAIN_DENY);
-    for (int i = 0; i < 4; i++) free(bufs[i]);
+    for (int i = 0; i < 6; i++) free(bufs[i]);
     json_decref(j);
     j = get_json(200, "/v1/grants/%s", h);
     ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "active");

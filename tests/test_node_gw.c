@@ -461,6 +461,8 @@ START_TEST(proof_answers_verify_and_tampering_fails) {
         p.smt_proof_len = unhex_field(&p.smt_proof, pj, "smt_proof");
         p.header_len = unhex_field(&p.header, pj, "header");
         p.cert_len = unhex_field(&p.cert, pj, "cert");
+        p.inst_len = unhex_field(&p.inst, pj, "inst");
+        p.inst_proof_len = unhex_field(&p.inst_proof, pj, "inst_proof");
         chain_check_query q = {F.pk[K_PATIENT], F.pk[K_GW], scopes[i], "TREAT", (uint64_t)time(NULL)};
         chain_check_result r;
         char why[160];

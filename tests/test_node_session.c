@@ -176,7 +176,7 @@ START_TEST(check_answer_json_round_trips) {
     r.grant.grant.not_after = UINT64_MAX / 4;
     r.grant.status = CHAIN_GRANT_REVOKED;
     uint8_t hdr[3] = {1, 2, 0xff};
-    chain_check_proof p = {7, NULL, 0, hdr, 3, hdr, 3, hdr, 1};
+    chain_check_proof p = {7, NULL, 0, hdr, 3, hdr, 2, hdr, 3, hdr, 3, hdr, 1};
     for (int with_proof = 0; with_proof < 2; with_proof++) {
         size_t len = 0;
         char *text = node__check_json(&len, &r, 1795000000, with_proof ? &p : NULL);
@@ -197,6 +197,7 @@ START_TEST(check_answer_json_round_trips) {
         ck_assert_int_eq(pj != NULL, with_proof);
         if (with_proof) {
             ck_assert_str_eq(json_string_value(json_object_get(pj, "pair_list")), "");
+            ck_assert_str_eq(json_string_value(json_object_get(pj, "inst")), "0102");
             ck_assert_str_eq(json_string_value(json_object_get(pj, "header")), "0102ff");
             ck_assert_str_eq(json_string_value(json_object_get(pj, "cert")), "01");
         }

@@ -56,10 +56,11 @@ static json_t *answer(fx *f, unsigned grantee, const char *scope, const char *pu
     json_t *o;
     ck_assert_int_eq(chain_check(f->st, &r, &pa, &gr, scope, purpose, at), 0);
     ck_assert_int_eq(chain_check_prove(f->st, &p, &pa, &gr), 0);
-    o = json_pack("{s:s, s:s, s:I, s:{s:I, s:o, s:o, s:o, s:o}}", "decision",
+    o = json_pack("{s:s, s:s, s:I, s:{s:I, s:o, s:o, s:o, s:o, s:o, s:o}}", "decision",
                   r.decision == CHAIN_PERMIT ? "permit" : "deny", "reason", r.reason, "height",
                   (json_int_t)r.height, "proof", "height", (json_int_t)p.height, "pair_list",
                   hex_j(p.pair_list, p.pair_list_len), "smt_proof", hex_j(p.smt_proof, p.smt_proof_len),
+                  "inst", hex_j(p.inst, p.inst_len), "inst_proof", hex_j(p.inst_proof, p.inst_proof_len),
                   "header", hex_j(p.header, p.header_len), "cert", hex_j(p.cert, p.cert_len));
     ck_assert_ptr_nonnull(o);
     chain_check_proof_free(&p);
@@ -167,7 +168,7 @@ END_TEST
 
 START_TEST(tampered_parts_are_refused)
 {
-    static const char *const parts[] = {"pair_list", "smt_proof", "header", "cert"};
+    static const char *const parts[] = {"pair_list", "smt_proof", "inst", "inst_proof", "header", "cert"};
     fx *f = with_grant();
     chain_check_query q = fx_query(f, K_PAT, K_GW, "Observation", "TREAT", now_s(f));
     size_t i;

@@ -67,6 +67,11 @@ static int decode_proof(chain_check_proof *p, char *err, const json_t *proof)
         rc = hex_field(&p->smt_proof, &p->smt_proof_len, err, proof, "smt_proof",
                        WALLET_PROOF_FIELD_BYTES_MAX);
     if (!rc)
+        rc = hex_field(&p->inst, &p->inst_len, err, proof, "inst", WALLET_PROOF_FIELD_BYTES_MAX);
+    if (!rc)
+        rc = hex_field(&p->inst_proof, &p->inst_proof_len, err, proof, "inst_proof",
+                       WALLET_PROOF_FIELD_BYTES_MAX);
+    if (!rc)
         rc = hex_field(&p->header, &p->header_len, err, proof, "header", WALLET_PROOF_FIELD_BYTES_MAX);
     if (!rc)
         rc = hex_field(&p->cert, &p->cert_len, err, proof, "cert", WALLET_PROOF_FIELD_BYTES_MAX);
