@@ -21,7 +21,7 @@ void node_config_defaults(node_config *cfg) {
     snprintf(cfg->api_listen, sizeof(cfg->api_listen), "127.0.0.1:7700");
     snprintf(cfg->p2p_listen, sizeof(cfg->p2p_listen), "127.0.0.1:7800");
     cfg->block_interval_ms = 100;
-    cfg->block_txs_max = 2000;
+    cfg->block_txs_max = CHAIN_BLOCK_TXS_MAX;   /* 4096: bigger blocks amortise the commit round */
     cfg->mempool_max = 100000;
     cfg->view_timeout_ms = 2000;
     cfg->checkpoint_interval = 16;

@@ -186,7 +186,7 @@ static int write_config(char *err, const char *path, const wallet_testnet_opts *
     c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:s}", "genesis",
                   "../genesis.json", "data_dir", "data", "key_file", "validator.key",
                   "passphrase_file", "passphrase", "api_listen", api, "p2p_listen", p2p,
-                  "block_interval_ms", (int)o->block_interval_ms, "block_txs_max", 2000,
+                  "block_interval_ms", (int)o->block_interval_ms, "block_txs_max", CHAIN_BLOCK_TXS_MAX,
                   "mempool_max", 100000, "view_timeout_ms", 2000, "log_level", "info");
     text = c ? json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(c);
