@@ -201,9 +201,16 @@ static void on_write(uv_write_t *req, int status) {
 
 static int conn_write_now(conn *c, char *head, size_t head_len, char *body, size_t body_len);
 
+/* The handler's flush hook (the audit lines of what was answered) runs
+ * before any answer reaches the socket, whichever path writes it. */
+static void run_flush_hook(conn *c) {
+    if (c->srv->h.flush) c->srv->h.flush(c->srv->h.arg);
+}
+
 /* Writes the gathered answers, if any, as one buffer. */
 static void conn_flush(conn *c) {
     if (c->out_len == 0) return;
+    run_flush_hook(c);
     char *buf = c->out;
     size_t len = c->out_len;
     c->out = NULL;
@@ -232,6 +239,7 @@ static int out_append(conn *c, const void *p, size_t n) {
 /* Queues head (and body, if any) on the socket after what was gathered;
  * takes ownership of both. */
 static int conn_write(conn *c, char *head, size_t head_len, char *body, size_t body_len) {
+    run_flush_hook(c);
     conn_flush(c);
     return conn_write_now(c, head, head_len, body, body_len);
 }
@@ -608,7 +616,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     }
     arm_timer(c, NODE_HTTP_IDLE_MS);
     size_t done = http_parser_execute(&c->parser, &c->srv->settings, buf->base, (size_t)nread);
-    if (c->srv->h.flush) c->srv->h.flush(c->srv->h.arg);
     conn_flush(c);
     if (c->closing || c->failed || c->shut || c->streaming) return;
     if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || done != (size_t)nread) {

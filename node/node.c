@@ -632,8 +632,14 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
     if (bs == NULL) return 0;
     size_t decoded = 0, applied = 0, off = 0;
     while (decoded < count && decode_synced(&bs[decoded], blocks[decoded], lens[decoded]) == 0) decoded++;
-    uint8_t *ok = verify_run(bs, decoded);
-    for (; applied < decoded; applied++) {
+    /* Only the run that continues the tip can apply (on_decoded stops at
+     * the first block that does not): a stale or overtaken response costs
+     * no signature checks. */
+    uint64_t next = chain_store_height(n->store) + 1;
+    size_t run = 0;
+    while (run < decoded && bs[run].hdr.height == next + run) run++;
+    uint8_t *ok = run ? verify_run(bs, run) : NULL;
+    for (; applied < run; applied++) {
         if (on_decoded(n, &bs[applied], ok ? ok + off : NULL, 0) != 0) break;
         off += bs[applied].n_txs;
     }

@@ -18,9 +18,8 @@
  * committed costs only bandwidth: its certificate is verified either way,
  * and the replica is told it is committed.
  *
- * One request is in flight at a time. The next one is sent once the whole
- * response has been handed to the node, or, when the peer holds at least
- * another full response, as soon as this one arrives (prefetch). An unanswered request
+ * One request is in flight at a time, and the next one is sent only once
+ * the whole response has been handed to the node. An unanswered request
  * times out and the next peer is tried; a response that did not move our
  * height and does not hold blocks we already have (none, or blocks that do
  * not apply) holds automatic requests for NODE_P2P_SYNC_RETRY_MS, so a
@@ -215,19 +214,6 @@ void node__p2p_serve_blocks(node__p2p_conn *c, uint64_t from, uint32_t count) {
     for (size_t i = 0; i < n; i++) free(blocks[i]);
 }
 
-/* Far behind, the next request goes out before this response is applied,
- * so the peer reads and sends the next blocks while we execute these
- * instead of both sides taking turns. Only when the peer holds at least a
- * whole further response: a short lag stays one request at a time (see
- * the top of the file). If these blocks do not apply, the early answer
- * does not either and the usual hold follows it. */
-static void prefetch(node_p2p *p, uint32_t j, uint64_t from, uint32_t n) {
-    uint64_t next = from + n;
-    if (n == 0 || p->stopping || p->peers[j].link == NULL) return;
-    if (p->peers[j].height < next + NODE_P2P_SYNC_BLOCKS_MAX - 1) return;
-    (void)request(p, j, next, NODE_P2P_SYNC_BLOCKS_MAX);   /* failing: asked again after delivery */
-}
-
 void node__p2p_on_blocks(node__p2p_conn *c, const node__p2p_msg *m) {
     node_p2p *p = c->p;
     if (c->role != NODE_P2P_ROLE_VALIDATOR) {
@@ -246,7 +232,6 @@ void node__p2p_on_blocks(node__p2p_conn *c, const node__p2p_msg *m) {
     uv_timer_stop(&p->sync_timer);
     p->st.blocks_received += m->n_blocks;
     uint64_t before = p->height;
-    prefetch(p, c->peer, m->height, m->n_blocks);
     /* The node applies the blocks one by one and announces each new height
      * (node_p2p_set_height) from inside the callback; asking for the rest
      * of this very response there would fetch it twice, and the second,
