@@ -719,9 +719,13 @@ static void route_session(node *n, node__http_resp *resp, const node__http_req *
     /* 128 random bits: the id is unguessable, and bound into the key. */
     if (rc == 0) rc = RAND_bytes(sid, sizeof sid) == 1 ? 0 : -1;
     if (rc == 0) rc = chain_api_session_key(key, nsec, cpub, cpub, npub, &who.key, sid);
-    if (rc == 0) rc = node__session_open(node__get_sessions(n), sid, &expires, &who.key, key, node__now_s());
+    if (rc == 0) rc = node__session_open(node__get_sessions(n), sid, &expires, &who.key, cpub, key, node__now_s());
     OPENSSL_cleanse(nsec, sizeof nsec);
     OPENSSL_cleanse(key, sizeof key);
+    if (rc == NODE_EDUP) {
+        node__http_error(resp, 409, "a session from this ephemeral key is open already (draw a new key)");
+        return;
+    }
     if (rc) {
         node__http_error(resp, 500, "cannot open a session");
         return;

@@ -233,10 +233,13 @@ typedef struct {
 } node__session;
 int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t per_caller, uint32_t ttl_s);
 void node__sessions_destroy(node__sessions *t);   /* wipes the keys; NULL is fine */
-/* A new session id (random, drawn by the caller) for caller with this key;
- * its expiry into *expires_s. NODE_EDUP if the id is taken. */
+/* A new session id (random, drawn by the caller) for caller, opened with
+ * its ephemeral key client_pub, with this session key; its expiry into
+ * *expires_s. NODE_EDUP if the id is taken or the caller has a live
+ * session from the same client_pub (a replayed open). */
 int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t *expires_s,
-                       const chain_pubkey *caller, const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s);
+                       const chain_pubkey *caller, const uint8_t client_pub[CHAIN_API_EPH_PUB_LEN],
+                       const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s);
 /* 0 with *out pointing at the session (valid until the next open);
  * CHAIN_ENOTFOUND for an unknown id, CHAIN_ETIME for an expired one (which
  * is dropped). */

@@ -9,7 +9,9 @@
  * sessions: one more replaces its own oldest, so one caller cannot push
  * the others out; only when the table is full of distinct callers' sessions
  * does a new one evict the oldest of all (its caller gets 401 and opens a
- * new one). Opening scans the table (rare, next to the BIP340 verification
+ * new one). A caller's live session with the same ephemeral key refuses
+ * the open: a replayed signed open (valid for the API's time window)
+ * cannot churn the caller's own sessions out. Opening scans the table (rare, next to the BIP340 verification
  * it follows); lookup goes through a chained hash index over the id, which
  * is random, so its first bytes spread well. Session keys are wiped when a
  * slot is reused or the table freed, and never logged.
@@ -24,6 +26,7 @@
 
 typedef struct {
     uint8_t id[CHAIN_API_SESSION_ID_LEN];
+    uint8_t client_pub[CHAIN_API_EPH_PUB_LEN];   /* the caller's ephemeral key */
     node__session s;
     uint64_t expires_s;
     int32_t hnext;                   /* next slot in the same bucket, -1 */
@@ -88,7 +91,8 @@ static int32_t find(const node__sessions *t, const uint8_t *id) {
 
 /* The slot a new session of caller takes: the caller's oldest if it is at
  * its limit, else a free slot, else the oldest of all. */
-static int32_t pick_slot(const node__sessions *t, const chain_pubkey *caller) {
+static int32_t pick_slot(const node__sessions *t, const chain_pubkey *caller,
+                         const uint8_t client_pub[CHAIN_API_EPH_PUB_LEN]) {
     int32_t own = -1, free_slot = -1, oldest = -1;
     uint32_t held = 0;
     for (uint32_t j = 0; j < t->cap; j++) {
@@ -99,6 +103,7 @@ static int32_t pick_slot(const node__sessions *t, const chain_pubkey *caller) {
         }
         if (oldest < 0 || s->expires_s < t->slots[oldest].expires_s) oldest = (int32_t)j;
         if (memcmp(s->s.caller.b, caller->b, CHAIN_KEY_LEN) == 0) {
+            if (memcmp(s->client_pub, client_pub, CHAIN_API_EPH_PUB_LEN) == 0) return -1;   /* replayed */
             held++;
             if (own < 0 || s->expires_s < t->slots[own].expires_s) own = (int32_t)j;
         }
@@ -108,13 +113,15 @@ static int32_t pick_slot(const node__sessions *t, const chain_pubkey *caller) {
 }
 
 int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t *expires_s,
-                       const chain_pubkey *caller, const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s) {
+                       const chain_pubkey *caller, const uint8_t client_pub[CHAIN_API_EPH_PUB_LEN],
+                       const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s) {
     if (find(t, id) >= 0) return NODE_EDUP;
-    int32_t i = pick_slot(t, caller);
-    assert(i >= 0);
+    int32_t i = pick_slot(t, caller, client_pub);
+    if (i < 0) return NODE_EDUP;
     if (t->slots[i].used) unlink_slot(t, i);
     slot *s = &t->slots[i];
     memcpy(s->id, id, CHAIN_API_SESSION_ID_LEN);
+    memcpy(s->client_pub, client_pub, CHAIN_API_EPH_PUB_LEN);
     memcpy(s->s.key, key, CHAIN_API_SESSION_KEY_LEN);
     s->s.caller = *caller;
     s->s.inst_at = 0;

@@ -86,6 +86,18 @@ START_TEST(session_keys_agree_and_macs_verify) {
 }
 END_TEST
 
+/* A distinct ephemeral public key per session id (the table only compares
+ * them). */
+static const uint8_t *eph_for(const uint8_t *id) {
+    static uint8_t ring[8][33];
+    static unsigned next;
+    uint8_t *e = ring[next++ % 8];
+    memset(e, 0, 33);
+    e[0] = 2;
+    memcpy(e + 1, id, 16);
+    return e;
+}
+
 START_TEST(session_table_evicts_oldest_and_expires) {
     node__sessions *t = NULL;
     ck_assert_int_eq(node__sessions_create(&t, 0, 2, 10), NODE_EINVAL);
@@ -101,9 +113,9 @@ START_TEST(session_table_evicts_oldest_and_expires) {
     for (int i = 0; i < 4; i++) {
         id[i][0] = (uint8_t)i, id[i][15] = 0xaa;
         memset(who[i].b, i + 1, 32);
-        ck_assert_int_eq(node__session_open(t, id[i], &exp, &who[i], key, 100 + (uint64_t)i), 0);
+        ck_assert_int_eq(node__session_open(t, id[i], &exp, &who[i], eph_for(id[i]), key, 100 + (uint64_t)i), 0);
         ck_assert_uint_eq(exp, 110 + (uint64_t)i);
-        ck_assert_int_eq(node__session_open(t, id[i], &exp, &who[i], key, 100), NODE_EDUP);
+        ck_assert_int_eq(node__session_open(t, id[i], &exp, &who[i], eph_for(id[i]), key, 100), NODE_EDUP);
     }
     /* Full at 3: the fourth evicted the first. */
     ck_assert_uint_eq(node__sessions_count(t), 3);
@@ -121,7 +133,7 @@ START_TEST(session_table_evicts_oldest_and_expires) {
     ck_assert_uint_eq(node__sessions_count(t), 2);
     /* The next opens reuse slots in order, still evicting the oldest. */
     uint8_t more[16] = {9};
-    ck_assert_int_eq(node__session_open(t, more, &exp, &who[0], key, 105), 0);
+    ck_assert_int_eq(node__session_open(t, more, &exp, &who[0], eph_for(more), key, 105), 0);
     ck_assert_int_eq(node__session_find(t, id[2], 105, &k), 0);
     ck_assert_int_eq(node__session_find(t, more, 105, &k), 0);
     node__sessions_destroy(t);
@@ -142,14 +154,18 @@ START_TEST(session_table_caps_each_caller) {
     node__session *k = NULL;
     uint64_t exp = 0;
     memset(id, 0, sizeof id);
-    ck_assert_int_eq(node__session_open(t, other, &exp, &b, key, 10), 0);   /* b's, the oldest */
+    ck_assert_int_eq(node__session_open(t, other, &exp, &b, eph_for(other), key, 10), 0);   /* b's, the oldest */
     for (int i = 0; i < 6; i++) {
         id[i][0] = (uint8_t)(i + 1);
-        ck_assert_int_eq(node__session_open(t, id[i], &exp, &a, key, 11 + (uint64_t)i), 0);
+        ck_assert_int_eq(node__session_open(t, id[i], &exp, &a, eph_for(id[i]), key, 11 + (uint64_t)i), 0);
         ck_assert_uint_eq(node__sessions_count(t), i == 0 ? 2 : 3);
         ck_assert_int_eq(node__session_find(t, other, 20, &k), 0);   /* never pushed out by a */
         ck_assert_mem_eq(k->caller.b, b.b, 32);
     }
+    /* A replayed open (same caller, same ephemeral key) changes nothing. */
+    uint8_t again[16] = {0x77};
+    ck_assert_int_eq(node__session_open(t, again, &exp, &a, eph_for(id[5]), key, 30), NODE_EDUP);
+    ck_assert_uint_eq(node__sessions_count(t), 3);
     /* a keeps its two newest. */
     for (int i = 0; i < 4; i++) ck_assert_int_eq(node__session_find(t, id[i], 20, &k), CHAIN_ENOTFOUND);
     ck_assert_int_eq(node__session_find(t, id[4], 20, &k), 0);
@@ -442,6 +458,10 @@ START_TEST(session_bad_requests_change_nothing) {
     ck_assert_uint_eq(node__sessions_count(t), 0);   /* nothing was opened */
     ck_assert_int_eq(open_raw(body, sizeof body, K_GW, json, good, good), 201);
     ck_assert_ptr_nonnull(strstr(body, "\"session\""));
+    ck_assert_uint_eq(node__sessions_count(t), 1);
+    /* The same open again (a replay within the time window) opens nothing. */
+    ck_assert_int_eq(open_raw(body, sizeof body, K_GW, json, good, good), 409);
+    ck_assert_ptr_nonnull(strstr(body, "ephemeral key is open already"));
     ck_assert_uint_eq(node__sessions_count(t), 1);
 }
 END_TEST
