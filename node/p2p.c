@@ -394,6 +394,15 @@ static void on_tx(node__p2p_conn *c, const uint8_t *tx, size_t len) {
         return;
     }
     if (p->cb.on_tx == NULL || p->cb.on_tx(p->arg, c->peer, tx, len) != 1 || p->stopping) return;
+    /* Validators are fully connected and each gossips what it admits to
+     * every validator it has a link to, so relaying a validator's tx only
+     * makes the others decode, decrypt and de-duplicate it twice more. A
+     * backup that missed it (link down at that moment) executes it from the
+     * block that carries it; a primary that missed it is replaced by the
+     * view timer of the backups holding it. Full nodes get no tx gossip:
+     * they follow blocks. A full node's tx is relayed, since it may not
+     * have a link to every validator. */
+    if (c->role == NODE_P2P_ROLE_VALIDATOR) return;
     size_t sent;
     relay_tx(p, c, tx, len, &sent);
     p->st.txs_relayed += sent;
