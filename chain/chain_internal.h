@@ -51,7 +51,10 @@ struct Consent__GrantRecord;
 #define CHAIN__PFX_GUARDIAN 'U'
 #define CHAIN__PFX_INST 'I'
 #define CHAIN__PFX_ACCESS 'A'
-#define CHAIN__PFX_NODE 'T'
+/* Tree pages (smt.c). Binary nodes, as stores before pages held them, were
+ * under 'T'; a new letter makes such a store fail loudly (CHAIN_EIO on the
+ * first read) instead of being misread. */
+#define CHAIN__PFX_NODE 'Q'
 #define CHAIN__KEY_MAX (1 + 3 * CHAIN_HASH_LEN)   /* "A" patient grant txid */
 
 /* state.c: key builders; out holds CHAIN__KEY_MAX bytes; return the length. */
@@ -122,12 +125,14 @@ int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t 
  * CHAIN_EBOUNDS with *len = its size. No allocation of ours on this path. */
 int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, const uint8_t *key,
                       size_t klen);
-/* store.c: a committed tree node by hash (malloc'd), through the store's
- * node cache; CHAIN_ENOTFOUND or CHAIN_EIO as chain__store_get. */
+/* store.c: a committed tree page by hash (malloc'd, still encoded);
+ * CHAIN_ENOTFOUND or CHAIN_EIO as chain__store_get. */
 int chain__store_node_get(chain_store *st, const chain_hash *h, uint8_t **val, size_t *len);
 /* store.c: a state-tree backend over the committed nodes (read-only; put
  * fails). For proofs against chain_store_state_root. */
 void chain__store_smt_backend(chain_store *st, chain__smt_backend *out);
+/* The store's cache of decoded tree pages (for backends over the store). */
+chain__smt_cache *chain__store_smt_cache(chain_store *st);
 uint64_t chain__store_tip_time_ms(const chain_store *st);
 /* store.c: writes block b (hash block_hash, post-state root) with every
  * change in `state` and every node in `nodes` in one WriteBatch, synced

@@ -547,7 +547,7 @@ static int state_root(chain_exec *ex, chain_hash *root)
     assert(m <= n);
     chain_hash prev_root;
     chain_store_state_root(ex->st, &prev_root);
-    chain__smt_backend be = {ex, nodes_get, nodes_put};
+    chain__smt_backend be = {ex, nodes_get, nodes_put, chain__store_smt_cache(ex->st)};
     if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, &prev_root, m, keys, vp);
     free(keys);
     free(vals);

@@ -12,19 +12,33 @@
  * inner = SHA256(0x01 || left || right). A preimage of 32 zero bytes is not
  * known, so "empty" cannot be forged by a real node.
  *
- * Storage. Nodes are content-addressed: backend key = node hash, backend
- * value = the 65-byte hash preimage itself (tag byte, then two 32-byte
- * fields), so the tag tells leaf from inner and every read is checked by
- * re-hashing it against the key it was read under.
+ * Storage in pages. The hashes are binary, but storing every binary node
+ * made each change write ~log2(n) RocksDB entries, and memtable inserts of
+ * those entries were the largest cost of a block. So the tree is stored in
+ * pages of four binary levels: the page of an inner node at depth 4k holds
+ * its 16 descendants at depth 4k+4 ("slots"), each empty, a leaf (key and
+ * value inline) or an inner node (by hash; its own page). The 15 binary
+ * nodes between are not stored: they are recomputed from the slots with
+ * the same compact rule (empty + leaf collapses to the leaf), which is why
+ * a leaf can sit in the slot its key's four bits name even when it floats
+ * higher. A page is stored under the hash of the node it describes, so each
+ * change writes about log16(n) entries, and every read is checked by
+ * recomputing that hash. The root is always read as a page, so a tree of a
+ * single leaf stores a one-slot page under the leaf's hash.
+ *
+ * Page codec: present u16 | leaves u16 (a subset of present; bit s is slot
+ * s) | per present slot in order: a leaf's key 32 and value 32, or an
+ * inner node's hash 32. Exact length; a leaf must sit in the slot its key
+ * names; a slot at depth 256 cannot be inner.
  *
  * Update. A batch is sorted by key and applied by one recursion over the
- * tree: at each node the sorted run of changes splits at the first key with
- * bit d set, so each change costs O(depth) reads and writes and untouched
- * subtrees are never visited. Combining children re-establishes the compact
- * shape (empty + leaf collapses to the leaf), which is what makes deletion
- * restore exactly the tree the remaining set would have built. The
- * recursion only reads nodes that existed under the input root (new nodes
- * are returned up, never re-read), so its writes may sit in an unread batch.
+ * pages: at each page the sorted run of changes splits by the key's four
+ * bits, each slot with changes is updated one page down, and only the
+ * binary nodes above changed slots are rehashed. Decoded pages (with their
+ * binary nodes) are kept in a cache by hash, so hot upper pages are neither
+ * read nor rehashed. The recursion only reads pages that existed under the
+ * input root (new pages are returned up, never re-read), so its writes may
+ * sit in an unread batch.
  *
  * Proof codec (all integers big-endian):
  *   flags u8 (bit 0 = has_other, other bits zero) | n_siblings u16 (<= 256)
@@ -36,6 +50,7 @@
  * produce, and any trailing byte.
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,21 +59,32 @@
 
 enum { TAG_LEAF = 0x00, TAG_INNER = 0x01 };
 #define NODE_BYTES (1 + 2 * CHAIN_HASH_LEN)
+#define PAGE_BITS 4u
+#define PAGE_SLOTS 16u
+#define PAGE_BYTES_MAX (4 + PAGE_SLOTS * 2 * CHAIN_HASH_LEN)
 
 typedef enum {
     NODE_EMPTY = 0,
     NODE_LEAF,
     NODE_INNER,
-    NODE_UNKNOWN,   /* only the hash is known; not read yet */
 } node_kind;
 
-/* A decoded node. Leaf: a = key, b = value. Inner: a = left, b = right. */
+/* A subtree as its parent sees it. Leaf: key and val are set. */
 typedef struct {
     node_kind kind;
     chain_hash hash;
-    chain_hash a;
-    chain_hash b;
-} smt_node;
+    chain_hash key;
+    chain_hash val;
+} smt_ref;
+
+/* A decoded page. The binary nodes form a heap: 1 is the page's node,
+ * i has children 2i and 2i+1, and 16 + s is slot s. */
+typedef struct {
+    uint8_t kind[2 * PAGE_SLOTS];
+    chain_hash hash[2 * PAGE_SLOTS];
+    chain_hash key[PAGE_SLOTS];   /* of leaf slots */
+    chain_hash val[PAGE_SLOTS];
+} smt_page;
 
 typedef struct {
     const chain_hash *key;
@@ -83,19 +109,20 @@ static unsigned key_bit(const chain_hash *key, unsigned depth)
     return (key->b[depth / 8] >> (7 - depth % 8)) & 1u;
 }
 
-/* Writes the hash preimage (= stored encoding) of a node. */
-static void node_preimage(uint8_t out[NODE_BYTES], uint8_t tag, const chain_hash *a,
-                          const chain_hash *b)
+/* The four bits of key at depth (a multiple of 4): its slot in a page. */
+static unsigned key_slot(const chain_hash *key, unsigned depth)
 {
-    out[0] = tag;
-    memcpy(out + 1, a->b, CHAIN_HASH_LEN);
-    memcpy(out + 1 + CHAIN_HASH_LEN, b->b, CHAIN_HASH_LEN);
+    assert(depth % PAGE_BITS == 0 && depth < CHAIN_SMT_DEPTH);
+    uint8_t byte = key->b[depth / 8];
+    return depth % 8 ? byte & 0x0fu : byte >> 4;
 }
 
 static void node_hash(chain_hash *out, uint8_t tag, const chain_hash *a, const chain_hash *b)
 {
     uint8_t pre[NODE_BYTES];
-    node_preimage(pre, tag, a, b);
+    pre[0] = tag;
+    memcpy(pre + 1, a->b, CHAIN_HASH_LEN);
+    memcpy(pre + 1 + CHAIN_HASH_LEN, b->b, CHAIN_HASH_LEN);
     chain_sha256(out, pre, sizeof pre);
 }
 
@@ -105,141 +132,313 @@ void chain__smt_empty_root(chain_hash *out)
     *out = empty_hash;
 }
 
-/* ------------------------------------------------------------------ storage */
+/* ------------------------------------------------------------------ pages */
 
-/* Decodes a stored node and checks it is the preimage of the hash it was
- * stored under; a mismatch means a corrupt or foreign store (CHAIN_EIO). */
-static int node_decode(smt_node *out, const chain_hash *hash, const uint8_t *buf, size_t len)
+static void page_clear(smt_page *pg)
 {
-    if (len != NODE_BYTES) return CHAIN_EIO;
-    if (buf[0] != TAG_LEAF && buf[0] != TAG_INNER) return CHAIN_EIO;
-    chain_hash check;
-    chain_sha256(&check, buf, len);
-    if (!hash_eq(&check, hash)) return CHAIN_EIO;
-    out->kind = buf[0] == TAG_LEAF ? NODE_LEAF : NODE_INNER;
-    out->hash = *hash;
-    memcpy(out->a.b, buf + 1, CHAIN_HASH_LEN);
-    memcpy(out->b.b, buf + 1 + CHAIN_HASH_LEN, CHAIN_HASH_LEN);
+    memset(pg->kind, NODE_EMPTY, sizeof pg->kind);
+    memset(pg->hash, 0, sizeof pg->hash);
+}
+
+static void page_set(smt_page *pg, unsigned s, const smt_ref *r)
+{
+    pg->kind[PAGE_SLOTS + s] = (uint8_t)r->kind;
+    pg->hash[PAGE_SLOTS + s] = r->hash;
+    if (r->kind == NODE_LEAF) {
+        pg->key[s] = r->key;
+        pg->val[s] = r->val;
+    }
+}
+
+/* Recomputes the binary nodes above the heap positions in `dirty` (a bit
+ * per heap index) with the compact rule. */
+static void page_rehash(smt_page *pg, uint32_t dirty)
+{
+    for (unsigned i = PAGE_SLOTS - 1; i >= 1; i--) {
+        if (!(dirty & (3u << (2 * i)))) continue;
+        dirty |= 1u << i;
+        unsigned l = 2 * i, r = 2 * i + 1;
+        if (pg->kind[l] == NODE_EMPTY && pg->kind[r] != NODE_INNER) {
+            pg->kind[i] = pg->kind[r];
+            pg->hash[i] = pg->hash[r];
+        } else if (pg->kind[r] == NODE_EMPTY && pg->kind[l] != NODE_INNER) {
+            pg->kind[i] = pg->kind[l];
+            pg->hash[i] = pg->hash[l];
+        } else {
+            pg->kind[i] = NODE_INNER;
+            node_hash(&pg->hash[i], TAG_INNER, &pg->hash[l], &pg->hash[r]);
+        }
+    }
+}
+
+/* The subtree at heap position i, as a ref. A leaf that floated up to i is
+ * found in the one non-empty slot below it. */
+static void page_ref(const smt_page *pg, unsigned i, smt_ref *out)
+{
+    out->kind = pg->kind[i];
+    out->hash = pg->hash[i];
+    if (out->kind != NODE_LEAF) return;
+    while (i < PAGE_SLOTS) i = pg->kind[2 * i] != NODE_EMPTY ? 2 * i : 2 * i + 1;
+    out->key = pg->key[i - PAGE_SLOTS];
+    out->val = pg->val[i - PAGE_SLOTS];
+}
+
+static size_t page_encode(uint8_t out[PAGE_BYTES_MAX], const smt_page *pg)
+{
+    unsigned present = 0, leaves = 0;
+    size_t off = 4;
+    for (unsigned s = 0; s < PAGE_SLOTS; s++) {
+        unsigned k = pg->kind[PAGE_SLOTS + s];
+        if (k == NODE_EMPTY) continue;
+        present |= 1u << s;
+        if (k == NODE_LEAF) {
+            leaves |= 1u << s;
+            memcpy(out + off, pg->key[s].b, CHAIN_HASH_LEN);
+            memcpy(out + off + CHAIN_HASH_LEN, pg->val[s].b, CHAIN_HASH_LEN);
+            off += 2 * CHAIN_HASH_LEN;
+        } else {
+            memcpy(out + off, pg->hash[PAGE_SLOTS + s].b, CHAIN_HASH_LEN);
+            off += CHAIN_HASH_LEN;
+        }
+    }
+    out[0] = (uint8_t)(present >> 8);
+    out[1] = (uint8_t)present;
+    out[2] = (uint8_t)(leaves >> 8);
+    out[3] = (uint8_t)leaves;
+    return off;
+}
+
+/* Decodes the page at depth stored under `hash` and checks that its
+ * slots hash to it; anything else is a corrupt or foreign store. */
+static int page_decode(smt_page *pg, const chain_hash *hash, unsigned depth, const uint8_t *buf,
+                       size_t len)
+{
+    if (len < 4 || len > PAGE_BYTES_MAX) return CHAIN_EIO;
+    unsigned present = (unsigned)buf[0] << 8 | buf[1], leaves = (unsigned)buf[2] << 8 | buf[3];
+    if ((leaves & ~present) != 0) return CHAIN_EIO;
+    page_clear(pg);
+    size_t off = 4;
+    for (unsigned s = 0; s < PAGE_SLOTS; s++) {
+        if (!(present & (1u << s))) continue;
+        unsigned i = PAGE_SLOTS + s;
+        if (leaves & (1u << s)) {
+            if (len - off < 2 * CHAIN_HASH_LEN) return CHAIN_EIO;
+            memcpy(pg->key[s].b, buf + off, CHAIN_HASH_LEN);
+            memcpy(pg->val[s].b, buf + off + CHAIN_HASH_LEN, CHAIN_HASH_LEN);
+            off += 2 * CHAIN_HASH_LEN;
+            if (key_slot(&pg->key[s], depth) != s) return CHAIN_EIO;
+            pg->kind[i] = NODE_LEAF;
+            node_hash(&pg->hash[i], TAG_LEAF, &pg->key[s], &pg->val[s]);
+        } else {
+            /* Two keys differ before bit 256: no inner node that deep. */
+            if (depth + PAGE_BITS >= CHAIN_SMT_DEPTH) return CHAIN_EIO;
+            if (len - off < CHAIN_HASH_LEN) return CHAIN_EIO;
+            memcpy(pg->hash[i].b, buf + off, CHAIN_HASH_LEN);
+            off += CHAIN_HASH_LEN;
+            if (hash_is_empty(&pg->hash[i])) return CHAIN_EIO;
+            pg->kind[i] = NODE_INNER;
+        }
+    }
+    if (off != len) return CHAIN_EIO;
+    page_rehash(pg, 0xffff0000u);
+    if (pg->kind[1] == NODE_EMPTY || !hash_eq(&pg->hash[1], hash)) return CHAIN_EIO;
     return CHAIN_OK;
 }
 
-/* Reads the node with this hash. The empty hash needs no read. A node the
- * tree refers to but the store lacks is corruption (or an unknown root), so
- * it is CHAIN_EIO rather than CHAIN_ENOTFOUND, which means "key absent". */
-static int node_load(const chain__smt_backend *be, smt_node *out, const chain_hash *hash)
+/* ------------------------------------------------------------------ cache */
+
+#define CACHE_LOCKS 64u
+
+typedef struct {
+    chain_hash key;
+    int used;
+    smt_page page;
+} cache_slot;
+
+/* Direct-mapped by hash: a slot keeps the last page whose hash maps to it.
+ * Pages are immutable (content-addressed), so a hit is always right, even
+ * for a page of a block that was never committed. */
+struct chain__smt_cache {
+    size_t mask;
+    cache_slot *slots;
+    pthread_mutex_t locks[CACHE_LOCKS];
+};
+
+chain__smt_cache *chain__smt_cache_create(unsigned slots_log2)
 {
-    if (hash_is_empty(hash)) {
-        memset(out, 0, sizeof *out);
-        out->kind = NODE_EMPTY;
-        return CHAIN_OK;
-    }
+    if (slots_log2 == 0 || slots_log2 > 24) return NULL;
+    chain__smt_cache *c = calloc(1, sizeof *c);
+    if (c == NULL) return NULL;
+    c->mask = ((size_t)1 << slots_log2) - 1;
+    c->slots = calloc(c->mask + 1, sizeof *c->slots);   /* untouched slots cost no RSS */
+    if (c->slots == NULL) { free(c); return NULL; }
+    for (unsigned i = 0; i < CACHE_LOCKS; i++) pthread_mutex_init(&c->locks[i], NULL);
+    return c;
+}
+
+void chain__smt_cache_destroy(chain__smt_cache *c)
+{
+    if (c == NULL) return;
+    for (unsigned i = 0; i < CACHE_LOCKS; i++) pthread_mutex_destroy(&c->locks[i]);
+    free(c->slots);
+    free(c);
+}
+
+static size_t cache_index(const chain__smt_cache *c, const chain_hash *h)
+{
+    size_t x = 0;
+    memcpy(&x, h->b, sizeof x);   /* the hash is uniform: any bytes do */
+    return x & c->mask;
+}
+
+static int cache_get(chain__smt_cache *c, const chain_hash *h, smt_page *out)
+{
+    if (c == NULL) return 0;
+    size_t i = cache_index(c, h);
+    pthread_mutex_t *mu = &c->locks[i % CACHE_LOCKS];
+    pthread_mutex_lock(mu);
+    const cache_slot *s = &c->slots[i];
+    int hit = s->used && hash_eq(&s->key, h);
+    if (hit) *out = s->page;
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+static void cache_put(chain__smt_cache *c, const chain_hash *h, const smt_page *pg)
+{
+    if (c == NULL) return;
+    size_t i = cache_index(c, h);
+    pthread_mutex_t *mu = &c->locks[i % CACHE_LOCKS];
+    pthread_mutex_lock(mu);
+    cache_slot *s = &c->slots[i];
+    s->key = *h;
+    s->page = *pg;
+    s->used = 1;
+    pthread_mutex_unlock(mu);
+}
+
+/* ------------------------------------------------------------------ storage */
+
+/* Reads the page of the node with this hash at depth. A page the tree
+ * refers to but the store lacks is corruption (or an unknown root), so it
+ * is CHAIN_EIO rather than CHAIN_ENOTFOUND, which means "key absent". */
+static int page_load(const chain__smt_backend *be, smt_page *pg, const chain_hash *hash,
+                     unsigned depth)
+{
+    assert(!hash_is_empty(hash));
+    if (cache_get(be->cache, hash, pg)) return CHAIN_OK;
     uint8_t *val = NULL;
     size_t len = 0;
     int rc = be->get(be->arg, hash, &val, &len);
     if (rc == CHAIN_ENOTFOUND) return CHAIN_EIO;
     if (rc != CHAIN_OK) return rc;
-    rc = node_decode(out, hash, val, len);
+    rc = page_decode(pg, hash, depth, val, len);
     free(val);
+    if (rc == CHAIN_OK) cache_put(be->cache, hash, pg);
     return rc;
 }
 
-/* Resolves a child known only by hash into a decoded node. */
-static int node_resolve(const chain__smt_backend *be, smt_node *n)
+/* Writes a page whose binary nodes are up to date, under its node's hash. */
+static int page_store(const chain__smt_backend *be, const smt_page *pg)
 {
-    if (n->kind != NODE_UNKNOWN) return CHAIN_OK;
-    chain_hash h = n->hash;
-    return node_load(be, n, &h);
-}
-
-static int node_store(const chain__smt_backend *be, smt_node *out, uint8_t tag,
-                      const chain_hash *a, const chain_hash *b)
-{
-    uint8_t pre[NODE_BYTES];
-    node_preimage(pre, tag, a, b);
-    out->kind = tag == TAG_LEAF ? NODE_LEAF : NODE_INNER;
-    chain_sha256(&out->hash, pre, sizeof pre);
-    out->a = *a;
-    out->b = *b;
-    assert(!hash_is_empty(&out->hash));
-    return be->put(be->arg, &out->hash, pre, sizeof pre);
+    uint8_t buf[PAGE_BYTES_MAX];
+    size_t len = page_encode(buf, pg);
+    int rc = be->put(be->arg, &pg->hash[1], buf, len);
+    if (rc == CHAIN_OK) cache_put(be->cache, &pg->hash[1], pg);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ update */
 
-/* Joins two updated children into the compact form of their parent. An
- * untouched child is only known by hash; it is read only when its sibling
- * became empty and the parent may collapse into it. */
-static int node_combine(const chain__smt_backend *be, smt_node *out, smt_node *l, smt_node *r)
+static void ref_leaf(smt_ref *out, const chain_hash *key, const chain_hash *val)
 {
-    assert(l->kind != NODE_UNKNOWN || r->kind != NODE_UNKNOWN);
-    if (l->kind == NODE_EMPTY) {
-        int rc = node_resolve(be, r);
-        if (rc != CHAIN_OK) return rc;
-        if (r->kind != NODE_INNER) { *out = *r; return CHAIN_OK; }
-    } else if (r->kind == NODE_EMPTY) {
-        int rc = node_resolve(be, l);
-        if (rc != CHAIN_OK) return rc;
-        if (l->kind != NODE_INNER) { *out = *l; return CHAIN_OK; }
-    }
-    return node_store(be, out, TAG_INNER, &l->hash, &r->hash);
+    out->kind = NODE_LEAF;
+    out->key = *key;
+    out->val = *val;
+    node_hash(&out->hash, TAG_LEAF, key, val);
 }
 
-/* Sets a subtree that holds at most the one changed key. */
-static int update_single(const chain__smt_backend *be, smt_node *out, const smt_change *c)
-{
-    if (c->val == NULL) {
-        memset(out, 0, sizeof *out);
-        out->kind = NODE_EMPTY;
-        return CHAIN_OK;
-    }
-    return node_store(be, out, TAG_LEAF, c->key, c->val);
-}
-
-/* Splits node n (at depth) into its two children, as nodes. */
-static void node_children(const smt_node *n, unsigned depth, smt_node *l, smt_node *r)
-{
-    memset(l, 0, sizeof *l);
-    memset(r, 0, sizeof *r);
-    if (n->kind == NODE_INNER) {
-        l->hash = n->a;
-        r->hash = n->b;
-        l->kind = hash_is_empty(&l->hash) ? NODE_EMPTY : NODE_UNKNOWN;
-        r->kind = hash_is_empty(&r->hash) ? NODE_EMPTY : NODE_UNKNOWN;
-    } else if (n->kind == NODE_LEAF) {
-        /* A leaf at the top of a subtree moves one level down, to its side. */
-        *(key_bit(&n->a, depth) ? r : l) = *n;
-    }
-}
-
-/* Applies sorted, distinct changes c[0..cnt), all under the path of node n
- * at depth, and writes the new subtree to *out. */
-static int update_rec(const chain__smt_backend *be, smt_node *out, smt_node *n, unsigned depth,
+/* Applies sorted, distinct changes c[0..cnt), all under the path of the
+ * subtree n whose top is at depth (a multiple of 4), and writes the new
+ * subtree to *out. */
+static int update_rec(const chain__smt_backend *be, smt_ref *out, const smt_ref *n, unsigned depth,
                       const smt_change *c, size_t cnt)
 {
     if (cnt == 0) { *out = *n; return CHAIN_OK; }
-    int rc = node_resolve(be, n);
-    if (rc != CHAIN_OK) return rc;
     if (cnt == 1 && (n->kind == NODE_EMPTY ||
-                     (n->kind == NODE_LEAF && hash_eq(&n->a, c[0].key))))
-        return update_single(be, out, &c[0]);
+                     (n->kind == NODE_LEAF && hash_eq(&n->key, c[0].key)))) {
+        if (c[0].val != NULL) ref_leaf(out, c[0].key, c[0].val);
+        else memset(out, 0, sizeof *out);
+        return CHAIN_OK;
+    }
     /* Two distinct keys differ before bit 256; only a corrupt store (an
      * inner node 256 levels deep) can get here. */
     if (depth >= CHAIN_SMT_DEPTH) return CHAIN_EIO;
-    size_t split = 0;
-    while (split < cnt && key_bit(c[split].key, depth) == 0) split++;
-    smt_node l, r, nl, nr;
-    node_children(n, depth, &l, &r);
-    rc = update_rec(be, &nl, &l, depth + 1, c, split);
-    if (rc != CHAIN_OK) return rc;
-    rc = update_rec(be, &nr, &r, depth + 1, c + split, cnt - split);
-    if (rc != CHAIN_OK) return rc;
-    return node_combine(be, out, &nl, &nr);
+    smt_page *pg = malloc(sizeof *pg);   /* ~2 KiB a level: keep it off the stack */
+    if (pg == NULL) return CHAIN_ENOMEM;
+    int rc = CHAIN_OK;
+    uint32_t dirty = 0;   /* heap positions to rehash from */
+    if (n->kind == NODE_INNER) {
+        rc = page_load(be, pg, &n->hash, depth);
+        if (rc == CHAIN_OK && pg->kind[1] != NODE_INNER) rc = CHAIN_EIO;
+    } else {
+        /* A leaf at the top of a subtree moves down into its slot. */
+        page_clear(pg);
+        if (n->kind == NODE_LEAF) {
+            unsigned s = key_slot(&n->key, depth);
+            page_set(pg, s, n);
+            dirty |= 1u << (PAGE_SLOTS + s);
+        }
+    }
+    for (size_t lo = 0; lo < cnt && rc == CHAIN_OK;) {
+        unsigned s = key_slot(c[lo].key, depth);
+        size_t hi = lo + 1;
+        while (hi < cnt && key_slot(c[hi].key, depth) == s) hi++;
+        smt_ref child, next;
+        page_ref(pg, PAGE_SLOTS + s, &child);
+        rc = update_rec(be, &next, &child, depth + PAGE_BITS, c + lo, hi - lo);
+        if (rc == CHAIN_OK) {
+            page_set(pg, s, &next);
+            dirty |= 1u << (PAGE_SLOTS + s);
+        }
+        lo = hi;
+    }
+    if (rc == CHAIN_OK) {
+        page_rehash(pg, dirty);
+        page_ref(pg, 1, out);
+        if (out->kind == NODE_INNER && !(n->kind == NODE_INNER && hash_eq(&n->hash, &out->hash)))
+            rc = page_store(be, pg);
+    }
+    free(pg);
+    return rc;
 }
 
 static int change_cmp(const void *x, const void *y)
 {
     const smt_change *a = x, *b = y;
     return memcmp(a->key->b, b->key->b, CHAIN_HASH_LEN);
+}
+
+/* The root is always read as a page; a single-leaf root gets a page of
+ * its own under the leaf's hash. */
+static int store_leaf_root(const chain__smt_backend *be, const smt_ref *leaf)
+{
+    smt_page pg;
+    page_clear(&pg);
+    page_set(&pg, key_slot(&leaf->key, 0), leaf);
+    page_rehash(&pg, 0xffff0000u);
+    assert(pg.kind[1] == NODE_LEAF && hash_eq(&pg.hash[1], &leaf->hash));
+    return page_store(be, &pg);
+}
+
+static int root_ref(const chain__smt_backend *be, smt_ref *out, const chain_hash *root)
+{
+    memset(out, 0, sizeof *out);
+    if (hash_is_empty(root)) return CHAIN_OK;
+    smt_page pg;
+    int rc = page_load(be, &pg, root, 0);
+    if (rc == CHAIN_OK) page_ref(&pg, 1, out);
+    return rc;
 }
 
 int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const chain_hash *root,
@@ -257,12 +456,13 @@ int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const 
     int rc = CHAIN_OK;
     for (size_t i = 1; i < n && rc == CHAIN_OK; i++)
         if (change_cmp(&c[i - 1], &c[i]) == 0) rc = CHAIN_EINVAL;
-    smt_node top = {.kind = NODE_UNKNOWN, .hash = *root}, res;
-    if (hash_is_empty(root)) top.kind = NODE_EMPTY;
+    smt_ref top, res;
+    if (rc == CHAIN_OK) rc = root_ref(be, &top, root);
     if (rc == CHAIN_OK) rc = update_rec(be, &res, &top, 0, c, n);
+    if (rc == CHAIN_OK && res.kind == NODE_LEAF && !hash_eq(&res.hash, root))
+        rc = store_leaf_root(be, &res);
     free(c);
     if (rc != CHAIN_OK) return rc;
-    assert(res.kind != NODE_UNKNOWN);
     *root_out = res.hash;
     return CHAIN_OK;
 }
@@ -270,26 +470,38 @@ int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const 
 /* ------------------------------------------------------------------ reads */
 
 /* Walks from root toward key until the path ends in an empty subtree or a
- * leaf. Siblings met on the way are written root-first to sib (if not NULL);
- * *depth_out gets the depth where the walk ended. */
-static int walk(const chain__smt_backend *be, smt_node *end, unsigned *depth_out,
-                chain_hash *sib, const chain_hash *root, const chain_hash *key)
+ * leaf, one binary level at a time through the pages. Siblings met on the
+ * way are written root-first to sib (if not NULL); *depth_out gets the
+ * depth where the walk ended. */
+static int walk(const chain__smt_backend *be, smt_ref *end, unsigned *depth_out, chain_hash *sib,
+                const chain_hash *root, const chain_hash *key)
 {
-    smt_node n;
-    int rc = node_load(be, &n, root);
-    unsigned depth = 0;
-    while (rc == CHAIN_OK && n.kind == NODE_INNER) {
-        if (depth >= CHAIN_SMT_DEPTH) return CHAIN_EIO;   /* corrupt store */
+    memset(end, 0, sizeof *end);
+    *depth_out = 0;
+    if (hash_is_empty(root)) return CHAIN_OK;
+    smt_page *pg = malloc(sizeof *pg);
+    if (pg == NULL) return CHAIN_ENOMEM;
+    int rc = page_load(be, pg, root, 0);
+    unsigned depth = 0, i = 1;
+    while (rc == CHAIN_OK && pg->kind[i] == NODE_INNER) {
+        if (i >= PAGE_SLOTS) {   /* an inner slot: continue in its page */
+            chain_hash next = pg->hash[i];
+            rc = page_load(be, pg, &next, depth);
+            if (rc == CHAIN_OK && pg->kind[1] != NODE_INNER) rc = CHAIN_EIO;
+            i = 1;
+            continue;
+        }
         unsigned bit = key_bit(key, depth);
-        if (sib != NULL) sib[depth] = bit ? n.a : n.b;
-        chain_hash next = bit ? n.b : n.a;
-        rc = node_load(be, &n, &next);
+        if (sib != NULL) sib[depth] = pg->hash[2 * i + !bit];
+        i = 2 * i + bit;
         depth++;
     }
-    if (rc != CHAIN_OK) return rc;
-    *end = n;
-    *depth_out = depth;
-    return CHAIN_OK;
+    if (rc == CHAIN_OK) {
+        page_ref(pg, i, end);
+        *depth_out = depth;
+    }
+    free(pg);
+    return rc;
 }
 
 int chain__smt_get(const chain__smt_backend *be, chain_hash *val_out, const chain_hash *root,
@@ -297,12 +509,12 @@ int chain__smt_get(const chain__smt_backend *be, chain_hash *val_out, const chai
 {
     if (be == NULL || be->get == NULL || val_out == NULL || root == NULL || key == NULL)
         return CHAIN_EINVAL;
-    smt_node end;
+    smt_ref end;
     unsigned depth;
     int rc = walk(be, &end, &depth, NULL, root, key);
     if (rc != CHAIN_OK) return rc;
-    if (end.kind != NODE_LEAF || !hash_eq(&end.a, key)) return CHAIN_ENOTFOUND;
-    *val_out = end.b;
+    if (end.kind != NODE_LEAF || !hash_eq(&end.key, key)) return CHAIN_ENOTFOUND;
+    *val_out = end.val;
     return CHAIN_OK;
 }
 
@@ -313,7 +525,7 @@ int chain__smt_prove(const chain__smt_backend *be, chain__smt_proof *out, const 
         return CHAIN_EINVAL;
     chain_hash *sib = malloc(CHAIN_SMT_DEPTH * sizeof *sib);
     if (sib == NULL) return CHAIN_ENOMEM;
-    smt_node end;
+    smt_ref end;
     unsigned depth = 0;
     int rc = walk(be, &end, &depth, sib, root, key);
     if (rc == CHAIN_OK) {
@@ -321,15 +533,16 @@ int chain__smt_prove(const chain__smt_backend *be, chain__smt_proof *out, const 
         memset(out, 0, sizeof *out);
         out->n_siblings = depth;
         for (unsigned i = 0; i < depth; i++) out->siblings[i] = sib[depth - 1 - i];
-        if (end.kind == NODE_LEAF && !hash_eq(&end.a, key)) {
+        if (end.kind == NODE_LEAF && !hash_eq(&end.key, key)) {
             out->has_other = 1;
-            out->other_key = end.a;
-            out->other_val = end.b;
+            out->other_key = end.key;
+            out->other_val = end.val;
         }
     }
     free(sib);
     return rc;
 }
+
 
 /* 1 if x and y agree on their first nbits bits. */
 static int prefix_eq(const chain_hash *x, const chain_hash *y, unsigned nbits)

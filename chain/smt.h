@@ -3,9 +3,11 @@
  * A binary Merkle tree over 256-bit keys whose leaves hold 32-byte value
  * hashes. Empty subtrees hash to fixed defaults, and a subtree holding a
  * single leaf is stored as that leaf ("compact" SMT), so depth is about
- * log2(n) and an update costs O(changes x log n) node reads and writes.
- * Nodes are content-addressed (key = node hash), so every old root stays
- * readable and a root written for an aborted block is simply never used.
+ * log2(n). It is stored in pages of four binary levels (see smt.c), so an
+ * update costs O(changes x log16 n) page reads and writes. Pages are
+ * content-addressed (key = hash of the node they describe), so every old
+ * root stays readable and a root written for an aborted block is simply
+ * never used.
  *
  * Storage is reached through a small backend so tests can use a hash map and
  * the store can use RocksDB (reads from the state column family, writes into
@@ -16,6 +18,12 @@
 
 #include "chain.h"
 
+/* Decoded pages by hash, shared by every reader and writer of one store
+ * (thread-safe). NULL in a backend means no cache. */
+typedef struct chain__smt_cache chain__smt_cache;
+chain__smt_cache *chain__smt_cache_create(unsigned slots_log2);
+void chain__smt_cache_destroy(chain__smt_cache *c);
+
 typedef struct {
     void *arg;
     /* Reads node `key`; returns 0 and a malloc'd value, CHAIN_ENOTFOUND, or
@@ -23,6 +31,7 @@ typedef struct {
     int (*get)(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len);
     /* Stores node `key`. */
     int (*put)(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len);
+    chain__smt_cache *cache;
 } chain__smt_backend;
 /* One chain__smt_update call only reads nodes reachable from its input root
  * and never one it wrote itself, so puts may go to an unread WriteBatch. A

@@ -29,9 +29,9 @@
  * of the cache, and a hash index inside data blocks. (A 128 MiB write
  * buffer for state was tried and measured no faster at 1M grants, and it
  * lengthens WAL replay on open, so the default 64 MiB stays.) In front of
- * RocksDB, tree nodes go through a small cache of their own (see
- * node_slot). RocksDB is safe for concurrent readers, and the cached tip
- * fields change only in chain__store_commit.
+ * RocksDB, decoded tree pages go through a cache of their own (smt.c,
+ * PAGE_CACHE_SLOTS_LOG2). RocksDB is safe for concurrent readers, and the
+ * cached tip fields change only in chain__store_commit.
  */
 #include <assert.h>
 #include <pthread.h>
@@ -56,23 +56,12 @@ static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "
 #define BLOCK_CACHE_MB_MIN 8u
 #define BLOCK_CACHE_MB_MAX (1024u * 1024)
 #define BLOCK_CACHE_ENV "CONSENT_BLOCK_CACHE_MB"
-#define NODE_BYTES (1 + 2 * CHAIN_HASH_LEN)    /* a stored tree node (smt.c) */
-#define NODE_CACHE_SLOTS ((size_t)1 << 20)     /* ~104 MiB */
-#define NODE_CACHE_LOCKS 64u
-
-/* Tree nodes by hash, direct-mapped (a slot holds the last node whose hash
- * picked it). Every tree update reads the path from the root down, and the
- * upper levels (a million slots hold most of the top 19 levels) are
- * what every block reads, most of them written by the block before; from
- * RocksDB each costs a memtable search and a block-cache lookup. Nodes are
- * content-addressed and never change, so a cached node is never stale; a
- * collision just evicts. Readers on other threads (proofs) share it, hence
- * the striped locks. */
-typedef struct {
-    chain_hash key;
-    uint8_t val[NODE_BYTES];
-    uint8_t used;
-} node_slot;
+/* Decoded tree pages by hash: 2^16 slots of ~2 KiB, at most ~136 MiB.
+ * Every tree update reads the pages from the root down; the upper four
+ * levels (~4,400 pages) are what every block reads, most of them written
+ * by the block before, and from RocksDB each would cost a memtable search,
+ * a block-cache lookup and rehashing the page. */
+#define PAGE_CACHE_SLOTS_LOG2 16u
 
 struct chain_store {
     rocksdb_t *db;
@@ -88,8 +77,7 @@ struct chain_store {
     chain_hash tip_hash;
     chain_hash state_root;
     uint64_t tip_time_ms;
-    node_slot *nodes;   /* NODE_CACHE_SLOTS */
-    pthread_mutex_t node_locks[NODE_CACHE_LOCKS];
+    chain__smt_cache *pages;
 };
 
 static uint64_t get_u64be(const uint8_t *p)
@@ -163,55 +151,11 @@ int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, co
     return rc;
 }
 
-/* ------------------------------------------------------------------ node cache */
-
-static size_t node_slot_of(const chain_hash *h)
-{
-    size_t x = 0;
-    memcpy(&x, h->b, sizeof x);   /* the hash is uniform: any 8 bytes do */
-    return x & (NODE_CACHE_SLOTS - 1);
-}
-
-static int node_cache_get(chain_store *st, const chain_hash *h, uint8_t out[NODE_BYTES])
-{
-    size_t i = node_slot_of(h);
-    pthread_mutex_t *mu = &st->node_locks[i % NODE_CACHE_LOCKS];
-    pthread_mutex_lock(mu);
-    const node_slot *s = &st->nodes[i];
-    int hit = s->used && memcmp(s->key.b, h->b, CHAIN_HASH_LEN) == 0;
-    if (hit) memcpy(out, s->val, NODE_BYTES);
-    pthread_mutex_unlock(mu);
-    return hit;
-}
-
-static void node_cache_put(chain_store *st, const chain_hash *h, const uint8_t *val, size_t len)
-{
-    if (len != NODE_BYTES) return;   /* not a node: smt.c refuses it on read */
-    size_t i = node_slot_of(h);
-    pthread_mutex_t *mu = &st->node_locks[i % NODE_CACHE_LOCKS];
-    pthread_mutex_lock(mu);
-    node_slot *s = &st->nodes[i];
-    s->key = *h;
-    memcpy(s->val, val, NODE_BYTES);
-    s->used = 1;
-    pthread_mutex_unlock(mu);
-}
-
 int chain__store_node_get(chain_store *st, const chain_hash *h, uint8_t **val, size_t *len)
 {
-    uint8_t buf[NODE_BYTES];
-    if (node_cache_get(st, h, buf)) {
-        *val = malloc(NODE_BYTES);
-        if (*val == NULL) return CHAIN_ENOMEM;
-        memcpy(*val, buf, NODE_BYTES);
-        *len = NODE_BYTES;
-        return CHAIN_OK;
-    }
     uint8_t k[CHAIN__KEY_MAX];
     size_t kl = chain__key_node(k, h);
-    int rc = cf_get(st, CF_STATE, val, len, k, kl);
-    if (rc == CHAIN_OK) node_cache_put(st, h, *val, *len);
-    return rc;
+    return cf_get(st, CF_STATE, val, len, k, kl);
 }
 
 static int smt_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
@@ -229,6 +173,12 @@ void chain__store_smt_backend(chain_store *st, chain__smt_backend *out)
     out->arg = st;
     out->get = smt_get;
     out->put = smt_put_refused;
+    out->cache = st->pages;
+}
+
+chain__smt_cache *chain__store_smt_cache(chain_store *st)
+{
+    return st->pages;
 }
 
 uint64_t chain__store_tip_time_ms(const chain_store *st)
@@ -307,7 +257,7 @@ static int genesis_state(chain__map *state, chain__map *nodes, chain_hash *root,
     }
     chain_hash empty;
     chain__smt_empty_root(&empty);
-    chain__smt_backend be = {nodes, map_smt_get, map_smt_put};
+    chain__smt_backend be = {nodes, map_smt_get, map_smt_put, NULL};
     if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, &empty, n, keys, vp);
     free(keys);
     free(vals);
@@ -436,7 +386,7 @@ static int options_setup(chain_store *st)
     rocksdb_options_set_max_open_files(st->opts, 512);
     rocksdb_options_set_block_based_table_factory(st->opts, st->bbto);
     /* A whole-key bloom filter per memtable: on a large state most reads
-     * (tree nodes below the node cache, grants and nonces not yet there)
+     * (tree pages below the page cache, grants and nonces not yet there)
      * are not in the memtable, and without it each searched the skiplist
      * first (11% of populate's profile at 3.5M grants). */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.05);
@@ -462,13 +412,12 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
         return CHAIN_ENOMEM;
     }
     *st->genesis = *g;
-    st->nodes = calloc(NODE_CACHE_SLOTS, sizeof *st->nodes);
-    if (st->nodes == NULL) {
+    st->pages = chain__smt_cache_create(PAGE_CACHE_SLOTS_LOG2);
+    if (st->pages == NULL) {
         free(st->genesis);
         free(st);
         return CHAIN_ENOMEM;
     }
-    for (unsigned i = 0; i < NODE_CACHE_LOCKS; i++) pthread_mutex_init(&st->node_locks[i], NULL);
     int rc = options_setup(st);
     if (rc != CHAIN_OK) {
         chain_store_close(st);
@@ -503,8 +452,7 @@ void chain_store_close(chain_store *st)
     if (st->opts != NULL) rocksdb_options_destroy(st->opts);
     if (st->bbto != NULL) rocksdb_block_based_options_destroy(st->bbto);
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
-    for (unsigned i = 0; i < NODE_CACHE_LOCKS; i++) pthread_mutex_destroy(&st->node_locks[i]);
-    free(st->nodes);
+    chain__smt_cache_destroy(st->pages);
     free(st->genesis);
     free(st);
 }
@@ -576,11 +524,6 @@ int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash 
     rocksdb_writebatch_destroy(wb);
     rc = rdb_err(err);
     if (rc != CHAIN_OK) return rc;
-    /* The next block reads the path this one wrote. */
-    chain__map_entry e;
-    size_t it = 0;
-    while (nodes != NULL && chain__map_next(nodes, &it, &e))
-        node_cache_put(st, (const chain_hash *)e.key, e.val, e.vlen);
     /* Only a written block moves the cached tip. */
     st->height = b->hdr.height;
     st->tip_hash = *block_hash;

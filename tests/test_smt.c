@@ -142,7 +142,7 @@ static int mem_put(void *arg, const chain_hash *key, const uint8_t *val, size_t 
 
 static chain__smt_backend backend_of(mem_store *m)
 {
-    return (chain__smt_backend){.arg = m, .get = mem_get, .put = mem_put};
+    return (chain__smt_backend){.arg = m, .get = mem_get, .put = mem_put, .cache = NULL};
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -735,6 +735,43 @@ START_TEST(test_backend_errors)
 }
 END_TEST
 
+START_TEST(test_page_leaf_slot_checked)
+{
+    /* A single-leaf root page hashes to the leaf wherever the leaf sits,
+     * so the slot its key names is checked on its own. */
+    mem_store m;
+    mem_init(&m);
+    chain__smt_backend be = backend_of(&m);
+    chain_hash k, v, root, out;
+    hash_fill(&k, 0x3c);   /* slot 3 at depth 0 */
+    hash_fill(&v, 0x07);
+    leaf_hash(&root, &k, &v);
+    uint8_t page[4 + 64] = {0};
+    for (unsigned slot = 0; slot < 16; slot++) {
+        m.n = 0;
+        memset(m.slots, 0, m.cap * sizeof *m.slots);
+        page[0] = (uint8_t)((1u << slot) >> 8);
+        page[1] = (uint8_t)(1u << slot);
+        page[2] = page[0];
+        page[3] = page[1];
+        memcpy(page + 4, k.b, 32);
+        memcpy(page + 36, v.b, 32);
+        ck_assert_int_eq(mem_put(&m, &root, page, sizeof page), CHAIN_OK);
+        int rc = chain__smt_get(&be, &out, &root, &k);
+        ck_assert_int_eq(rc, slot == 3 ? CHAIN_OK : CHAIN_EIO);
+        free(m.slots[slot_of(&m, &root)].val);
+        m.slots[slot_of(&m, &root)].val = NULL;
+    }
+    /* A leaf bit outside the present bits, and a missing value. */
+    page[0] = 0; page[1] = 0x08; page[2] = 0; page[3] = 0x18;
+    m.n = 0;
+    memset(m.slots, 0, m.cap * sizeof *m.slots);
+    ck_assert_int_eq(mem_put(&m, &root, page, sizeof page), CHAIN_OK);
+    ck_assert_int_eq(chain__smt_get(&be, &out, &root, &k), CHAIN_EIO);
+    mem_free(&m);
+}
+END_TEST
+
 START_TEST(test_update_never_reads_own_writes)
 {
     /* The store writes nodes into a block's WriteBatch and reads from the
@@ -803,14 +840,30 @@ static void check_model(const chain__smt_backend *be, const chain_hash *root, co
     mem_free(&fresh);
 }
 
-START_TEST(test_random_vs_map)
+/* Random batches against the model. Half the pool are near twins of the
+ * other half (one random bit flipped), so paths of every depth, chains and
+ * their collapse on delete all occur. cache_log2 > 0 reads through a page
+ * cache that small, so slots collide and evict all the time. */
+static void run_random(unsigned cache_log2)
 {
     static model md;
     mem_store m;
     mem_init(&m);
     chain__smt_backend be = backend_of(&m);
-    rng r = {test_seed() ^ 0xabcdef};
-    for (int i = 0; i < POOL; i++) rng_hash(&r, &md.keys[i]);
+    if (cache_log2 > 0) {
+        be.cache = chain__smt_cache_create(cache_log2);
+        ck_assert_ptr_nonnull(be.cache);
+    }
+    rng r = {test_seed() ^ 0xabcdef ^ cache_log2};
+    for (int i = 0; i < POOL; i++) {
+        if (i % 2 == 0) {
+            rng_hash(&r, &md.keys[i]);
+            continue;
+        }
+        unsigned bit = (unsigned)(rng_next(&r) % 256);
+        md.keys[i] = md.keys[i - 1];
+        md.keys[i].b[bit / 8] ^= (uint8_t)(0x80u >> (bit % 8));
+    }
     memset(md.present, 0, sizeof md.present);
     chain_hash root;
     chain__smt_empty_root(&root);
@@ -844,8 +897,52 @@ START_TEST(test_random_vs_map)
         if (++batches % 40 == 0) check_model(&be, &root, &md, &r);
     }
     check_model(&be, &root, &md, &r);
-    printf("smt: %d random operations in %d batches match the map\n", ops, batches);
+    printf("smt: %d random operations in %d batches match the map (page cache: %s)\n", ops,
+           batches, cache_log2 ? "16 slots" : "none");
+    chain__smt_cache_destroy(be.cache);
     mem_free(&m);
+}
+
+START_TEST(test_random_vs_map)
+{
+    run_random(0);
+}
+END_TEST
+
+START_TEST(test_random_vs_map_cached)
+{
+    run_random(4);
+}
+END_TEST
+
+START_TEST(test_cache_serves_hot_pages)
+{
+    /* Pages a write puts in the cache are read back without the backend,
+     * and a cache never changes an answer. */
+    static fixture f;
+    fixture_init(&f, 7);
+    chain__smt_backend cached = f.be;
+    cached.cache = chain__smt_cache_create(12);
+    ck_assert_ptr_nonnull(cached.cache);
+    ck_assert_ptr_null(chain__smt_cache_create(0));
+    ck_assert_ptr_null(chain__smt_cache_create(25));
+    chain_hash root, v;
+    hash_fill(&v, 0x42);
+    const chain_hash *vals[1] = {&v};
+    ck_assert_int_eq(chain__smt_update(&cached, &root, &f.root, 1, &f.keys[3], vals), CHAIN_OK);
+    uint64_t g0 = f.m.gets;
+    expect_value(&cached, &root, &f.keys[3], &v);
+    expect_proof(&cached, &root, &f.keys[3], &v);
+    ck_assert_uint_eq(f.m.gets, g0);
+    /* Without the cache the same answers come from the backend. */
+    expect_value(&f.be, &root, &f.keys[3], &v);
+    ck_assert_uint_gt(f.m.gets, g0);
+    for (int i = 0; i < 200; i += 7) {
+        expect_value(&cached, &root, &f.keys[i], i == 3 ? &v : &f.vals[i]);
+        expect_value(&cached, &f.root, &f.keys[i], &f.vals[i]);
+    }
+    chain__smt_cache_destroy(cached.cache);
+    mem_free(&f.m);
 }
 END_TEST
 
@@ -894,10 +991,11 @@ START_TEST(test_bench_batch)
     printf("smt bench: build %d keys in %.3f s; batch of %d changes in %.3f ms "
            "(%" PRIu64 " reads, %" PRIu64 " writes)\n",
            BIG, t1 - t0, BATCH, (t3 - t2) * 1e3, reads, writes);
-    /* O(changes x log n): depth is about log2(100000) ~ 17, so a batch must
-     * touch far fewer nodes than a rebuild (~200,000) would. */
-    ck_assert_uint_lt(reads, (uint64_t)BATCH * 40);
-    ck_assert_uint_lt(writes, (uint64_t)BATCH * 40);
+    /* O(changes x log16 n): the binary depth is about log2(100000) ~ 17,
+     * about 5 pages, and the top two page levels are shared by the batch,
+     * so a change costs a few pages (storing binary nodes cost ~17). */
+    ck_assert_uint_lt(reads, (uint64_t)BATCH * 4);
+    ck_assert_uint_lt(writes, (uint64_t)BATCH * 4);
     for (size_t i = 0; i < BATCH; i += 50) expect_value(&be, &root, &bk[i], bv[i]);
     free(keys);
     free(vals);
@@ -923,7 +1021,10 @@ static Suite *smt_suite(void)
     tcase_add_test(tc, test_proof_codec_bounds);
     tcase_add_test(tc, test_backend_errors);
     tcase_add_test(tc, test_update_never_reads_own_writes);
+    tcase_add_test(tc, test_page_leaf_slot_checked);
     tcase_add_test(tc, test_random_vs_map);
+    tcase_add_test(tc, test_random_vs_map_cached);
+    tcase_add_test(tc, test_cache_serves_hot_pages);
     tcase_add_test(tc, test_bench_batch);
     suite_add_tcase(s, tc);
     return s;
