@@ -265,26 +265,65 @@ static int genesis_state(chain__map *state, chain__map *nodes, chain_hash *root,
     return rc;
 }
 
+static int entry_cmp(const void *x, const void *y)
+{
+    const chain__map_entry *a = x, *b = y;
+    int c = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    return c != 0 ? c : (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+/* The entries of m in key order, or NULL (out of memory: the caller goes
+ * in map order). A memtable insert starts from where the previous one
+ * ended, so keys in order make each skiplist search short; in hash order
+ * the memtable inserts of a block were its largest RocksDB cost. */
+static chain__map_entry *entries_sorted(const chain__map *m, size_t *n)
+{
+    *n = m != NULL ? chain__map_count(m) : 0;
+    chain__map_entry *v = malloc((*n ? *n : 1) * sizeof *v);
+    if (v == NULL) return NULL;
+    size_t it = 0, i = 0;
+    while (i < *n && chain__map_next(m, &it, &v[i])) i++;
+    assert(i == *n);
+    qsort(v, *n, sizeof *v, entry_cmp);
+    return v;
+}
+
+static void batch_add_entry(rocksdb_writebatch_t *wb, chain_store *st, const chain__map_entry *e,
+                            int node)
+{
+    if (node) {
+        uint8_t k[CHAIN__KEY_MAX];
+        assert(e->klen == CHAIN_HASH_LEN && e->val != NULL);
+        size_t kl = chain__key_node(k, (const chain_hash *)e->key);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)k, kl, (const char *)e->val,
+                                  e->vlen);
+    } else if (e->val == NULL) {
+        rocksdb_writebatch_delete_cf(wb, st->cf[CF_STATE], (const char *)e->key, e->klen);
+    } else {
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)e->key, e->klen,
+                                  (const char *)e->val, e->vlen);
+    }
+}
+
+static void batch_add_map(rocksdb_writebatch_t *wb, chain_store *st, const chain__map *m, int node)
+{
+    size_t n = 0;
+    chain__map_entry *v = entries_sorted(m, &n);
+    if (v != NULL) {
+        for (size_t i = 0; i < n; i++) batch_add_entry(wb, st, &v[i], node);
+        free(v);
+        return;
+    }
+    chain__map_entry e;
+    size_t it = 0;
+    while (m != NULL && chain__map_next(m, &it, &e)) batch_add_entry(wb, st, &e, node);
+}
+
 static void batch_add_state(rocksdb_writebatch_t *wb, chain_store *st, const chain__map *state,
                             const chain__map *nodes)
 {
-    chain__map_entry e;
-    size_t it = 0;
-    while (chain__map_next(state, &it, &e)) {
-        if (e.val == NULL)
-            rocksdb_writebatch_delete_cf(wb, st->cf[CF_STATE], (const char *)e.key, e.klen);
-        else
-            rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)e.key, e.klen,
-                                      (const char *)e.val, e.vlen);
-    }
-    it = 0;
-    while (nodes != NULL && chain__map_next(nodes, &it, &e)) {
-        uint8_t k[CHAIN__KEY_MAX];
-        assert(e.klen == CHAIN_HASH_LEN && e.val != NULL);
-        size_t kl = chain__key_node(k, (const chain_hash *)e.key);
-        rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)k, kl, (const char *)e.val,
-                                  e.vlen);
-    }
+    batch_add_map(wb, st, state, 0);
+    batch_add_map(wb, st, nodes, 1);
 }
 
 static int write_genesis(chain_store *st)
@@ -491,6 +530,44 @@ void chain_store_state_root(const chain_store *st, chain_hash *out)
  * later synced write (the next durable block, a consensus vote) or
  * chain_store_sync makes every earlier write durable too, since the log is
  * synced as a whole. */
+typedef struct {
+    chain_hash txid;
+    uint32_t pos;
+} txindex_entry;
+
+static int txindex_cmp(const void *x, const void *y)
+{
+    const txindex_entry *a = x, *b = y;
+    return memcmp(a->txid.b, b->txid.b, CHAIN_HASH_LEN);
+}
+
+/* txid -> (height, position), in txid order when memory allows (see
+ * entries_sorted). */
+static void batch_add_txindex(rocksdb_writebatch_t *wb, chain_store *st, const chain_block *b)
+{
+    txindex_entry one, *v = b->n_txs > 1 ? malloc(b->n_txs * sizeof *v) : NULL;
+    uint32_t n = v != NULL ? b->n_txs : 0;
+    for (uint32_t i = 0; i < n; i++) {
+        chain_tx_hash(&v[i].txid, b->txs[i], b->tx_lens[i]);
+        v[i].pos = i;
+    }
+    if (n > 1) qsort(v, n, sizeof *v, txindex_cmp);
+    for (uint32_t i = 0; i < b->n_txs; i++) {
+        const txindex_entry *e = &one;
+        if (v != NULL) e = &v[i];
+        else {
+            chain_tx_hash(&one.txid, b->txs[i], b->tx_lens[i]);
+            one.pos = i;
+        }
+        uint8_t loc[12];
+        chain__put_u64be(loc, b->hdr.height);
+        chain__put_u32be(loc + 8, e->pos);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_TXINDEX], (const char *)e->txid.b, CHAIN_HASH_LEN,
+                                  (const char *)loc, sizeof loc);
+    }
+    free(v);
+}
+
 int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
                         const chain__map *state, const chain__map *nodes, int sync)
 {
@@ -506,15 +583,7 @@ int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash 
     rocksdb_writebatch_put_cf(wb, st->cf[CF_BLOCKS], (const char *)hkey, sizeof hkey,
                               (const char *)enc, enc_len);
     free(enc);
-    for (uint32_t i = 0; i < b->n_txs; i++) {
-        chain_hash txid;
-        uint8_t loc[12];
-        chain_tx_hash(&txid, b->txs[i], b->tx_lens[i]);
-        chain__put_u64be(loc, b->hdr.height);
-        chain__put_u32be(loc + 8, i);
-        rocksdb_writebatch_put_cf(wb, st->cf[CF_TXINDEX], (const char *)txid.b, CHAIN_HASH_LEN,
-                                  (const char *)loc, sizeof loc);
-    }
+    batch_add_txindex(wb, st, b);
     batch_add_state(wb, st, state, nodes);
     tip_encode(tip, b->hdr.height, block_hash, &b->hdr.state_root, b->hdr.time_ms);
     rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TIP, strlen(META_TIP), (const char *)tip,
