@@ -7,13 +7,13 @@
  * may verify at any time.
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <secp256k1.h>
 #include <secp256k1_extrakeys.h>
 #include <secp256k1_schnorrsig.h>
@@ -28,12 +28,31 @@ struct chain_key {
     uint8_t sec[CHAIN_SECKEY_LEN];
 };
 
+/* SHA-256 fetched once: OpenSSL 3 looks the algorithm up (name map, locks)
+ * on every SHA256() or EVP_sha256() use, which costs as much as hashing a
+ * transaction. Fetched once per process and never changed, so any thread
+ * may use it; it lives as long as the process. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL); }
+
+static const EVP_MD *sha256_impl(void)
+{
+    /* Without SHA-256 no hash can be right: abort rather than go on. */
+    if (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL) abort();
+    return sha256_md;
+}
+
 void chain_sha256(chain_hash *out, const void *data, size_t len)
 {
     assert(out != NULL);
     assert(data != NULL || len == 0);
     static const uint8_t empty[1] = {0};
-    SHA256(len ? data : empty, len, out->b);
+    unsigned int n = 0;
+    if (EVP_Digest(len ? data : empty, len, out->b, &n, sha256_impl(), NULL) != 1 ||
+        n != CHAIN_HASH_LEN)
+        abort();
 }
 
 /* Fills buf with len bytes from OpenSSL's CSPRNG; 0 on success. */
@@ -137,7 +156,7 @@ void chain__sha256_tagged(chain_hash *out, const char *tag, const void *data, si
     /* Allocation failure of a digest context leaves no sane way to continue
      * a consensus-critical hash; abort rather than return a wrong digest. */
     if (md == NULL) abort();
-    int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+    int ok = EVP_DigestInit_ex(md, sha256_impl(), NULL) == 1 &&
              EVP_DigestUpdate(md, tag, strlen(tag)) == 1 &&
              (len == 0 || EVP_DigestUpdate(md, data, len) == 1) &&
              EVP_DigestFinal_ex(md, out->b, &n) == 1;
