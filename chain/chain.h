@@ -562,6 +562,28 @@ int chain_apply_committed(chain_store *st, const chain_block *b) CHAIN_WUR;
 int chain_apply_committed_unsynced(chain_store *st, const chain_block *b,
                                    const uint8_t *sig_checked) CHAIN_WUR;
 
+/* Checks a run of synced blocks in the background: each block's commit
+ * certificate against g and its txs' signatures, in block order, on up to
+ * threads - 1 helper threads (1..CHAIN_VERIFY_THREADS_MAX; a short run
+ * starts none), while the caller applies the blocks one by one with
+ * chain_apply_checked. blocks[0..n) must stay unchanged until
+ * chain_blocks_check_end. Returns CHAIN_OK (*out set), CHAIN_EINVAL,
+ * CHAIN_EBOUNDS (a block over CHAIN_BLOCK_TXS_MAX txs) or CHAIN_ENOMEM. */
+typedef struct chain_blocks_check chain_blocks_check;
+int chain_blocks_check_start(chain_blocks_check **out, const chain_genesis *g, const chain_block *blocks,
+                             size_t n, unsigned threads) CHAIN_WUR;
+/* Waits until block i is checked, checking unclaimed items meanwhile
+ * rather than sleep. Returns its certificate's verdict (CHAIN_OK or
+ * CHAIN_ECERT) and sets *sig_ok to its per-tx flags (as chain_txs_verify's,
+ * valid until chain_blocks_check_end). */
+int chain_blocks_check_wait(chain_blocks_check *c, size_t i, const uint8_t **sig_ok) CHAIN_WUR;
+/* chain_apply_committed_unsynced of block i of c, with the checks c made:
+ * CHAIN_ECERT if its certificate does not verify, CHAIN_EINVAL unless c
+ * was started with g = chain_store_genesis(st). */
+int chain_apply_checked(chain_store *st, chain_blocks_check *c, size_t i) CHAIN_WUR;
+/* Stops the helpers (waiting for items in progress) and frees c; NULL ok. */
+void chain_blocks_check_end(chain_blocks_check *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -140,5 +140,8 @@ uint64_t chain__store_tip_time_ms(const chain_store *st);
  * the tip. */
 int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
                         const chain__map *state, const chain__map *nodes, int sync);
+/* exec.c: chain_apply_committed_unsynced for a block whose certificate the
+ * caller has verified against st's genesis (verify.c, chain_apply_checked). */
+int chain__apply_certified(chain_store *st, const chain_block *b, const uint8_t *sig_checked);
 
 #endif

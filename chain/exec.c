@@ -677,10 +677,13 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
     return CHAIN_OK;
 }
 
-static int apply_committed(chain_store *st, const chain_block *b, const uint8_t *sig_checked, int sync)
+/* cert_checked: the caller verified b's certificate against this store's
+ * genesis (chain_apply_checked). */
+static int apply_committed(chain_store *st, const chain_block *b, const uint8_t *sig_checked, int sync,
+                           int cert_checked)
 {
     if (st == NULL || b == NULL) return CHAIN_EINVAL;
-    int rc = chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
+    int rc = cert_checked ? CHAIN_OK : chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
     if (rc != CHAIN_OK) return rc;
     chain_exec *ex = NULL;
     if ((rc = chain_exec_block(&ex, st, b, sig_checked)) != CHAIN_OK) return rc;
@@ -691,10 +694,15 @@ static int apply_committed(chain_store *st, const chain_block *b, const uint8_t 
 
 int chain_apply_committed(chain_store *st, const chain_block *b)
 {
-    return apply_committed(st, b, NULL, 1);
+    return apply_committed(st, b, NULL, 1, 0);
 }
 
 int chain_apply_committed_unsynced(chain_store *st, const chain_block *b, const uint8_t *sig_checked)
 {
-    return apply_committed(st, b, sig_checked, 0);
+    return apply_committed(st, b, sig_checked, 0, 0);
+}
+
+int chain__apply_certified(chain_store *st, const chain_block *b, const uint8_t *sig_checked)
+{
+    return apply_committed(st, b, sig_checked, 0, 1);
 }

@@ -550,15 +550,15 @@ int node_on_tx(node *n, const uint8_t *tx, size_t len) {
     return node__submit_tx(n, &h, reason, &status, tx, len, 1);
 }
 
-/* Applies a decoded synced block if it is the next height. durable = 0
- * leaves its write unsynced (see node_on_blocks); sig_ok, when not NULL,
- * flags the txs whose signatures were verified already. */
-static int on_decoded(node *n, const chain_block *b, const uint8_t *sig_ok, int durable) {
+/* Applies a decoded synced block if it is the next height: durably, or,
+ * when ck is not NULL, as block i of that background check with its write
+ * unsynced (see node_on_blocks). */
+static int on_decoded(node *n, const chain_block *b, chain_blocks_check *ck, size_t i) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
     uint64_t height = chain_store_height(n->store);
     if (b->hdr.height != height + 1) return b->hdr.height <= height ? NODE_EDUP : NODE_EINVAL;
     double t0 = mono_s();
-    int rc = durable ? chain_apply_committed(n->store, b) : chain_apply_committed_unsynced(n->store, b, sig_ok);
+    int rc = ck ? chain_apply_checked(n->store, ck, i) : chain_apply_committed(n->store, b);
     if (rc != 0) {
         node_log(&n->lg, NODE_LOG_WARN, "synced block %" PRIu64 " refused: %s", b->hdr.height,
                  chain_strerror(rc));
@@ -588,37 +588,9 @@ int node_on_block(node *n, const uint8_t *data, size_t len) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
     chain_block b;
     int rc = decode_synced(&b, data, len);
-    if (rc == 0) rc = on_decoded(n, &b, NULL, 1);
+    if (rc == 0) rc = on_decoded(n, &b, NULL, 0);
     chain_block_free(&b);
     return rc;
-}
-
-/* The signatures of every tx in blocks[0..count), checked on several
- * threads before the blocks are applied one by one on the loop: *ok gets a
- * malloc'd flag per tx in block order (NULL when out of memory; then each
- * block checks its own). */
-static uint8_t *verify_run(const chain_block *blocks, size_t count) {
-    size_t total = 0, k = 0;
-    for (size_t i = 0; i < count; i++) total += blocks[i].n_txs;
-    uint8_t *ok = malloc(total ? total : 1);
-    const uint8_t **txs = malloc((total ? total : 1) * sizeof *txs);
-    size_t *lens = malloc((total ? total : 1) * sizeof *lens);
-    for (size_t i = 0; ok && txs && lens && i < count; i++)
-        for (uint32_t j = 0; j < blocks[i].n_txs; j++, k++) {
-            txs[k] = blocks[i].txs[j];
-            lens[k] = blocks[i].tx_lens[j];
-        }
-    if (ok && txs && lens && chain_txs_verify(ok, txs, lens, total, chain_verify_threads_default()) != 0) {
-        free(ok);
-        ok = NULL;
-    }
-    if (!txs || !lens) {
-        free(ok);
-        ok = NULL;
-    }
-    free(txs);
-    free(lens);
-    return ok;
 }
 
 /* Synced blocks are certified, so the network has them whatever happens
@@ -630,7 +602,7 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
     if (n->stopping || n->halted || count == 0) return 0;
     chain_block *bs = calloc(count, sizeof *bs);
     if (bs == NULL) return 0;
-    size_t decoded = 0, applied = 0, off = 0;
+    size_t decoded = 0, applied = 0;
     while (decoded < count && decode_synced(&bs[decoded], blocks[decoded], lens[decoded]) == 0) decoded++;
     /* Only the run that continues the tip can apply (on_decoded stops at
      * the first block that does not): a stale or overtaken response costs
@@ -638,16 +610,23 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
     uint64_t next = chain_store_height(n->store) + 1;
     size_t run = 0;
     while (run < decoded && bs[run].hdr.height == next + run) run++;
-    uint8_t *ok = run ? verify_run(bs, run) : NULL;
-    for (; applied < run; applied++) {
-        if (on_decoded(n, &bs[applied], ok ? ok + off : NULL, 0) != 0) break;
-        off += bs[applied].n_txs;
+    /* Certificates and signatures are checked on other cores while this
+     * thread executes: it waits only for the block it applies next. */
+    chain_blocks_check *ck = NULL;
+    int rc = run ? chain_blocks_check_start(&ck, chain_store_genesis(n->store), bs, run,
+                                            chain_verify_threads_default())
+                 : 0;
+    if (rc != 0) {
+        node_log(&n->lg, NODE_LOG_WARN, "synced blocks not applied: %s", chain_strerror(rc));
+        run = 0;
     }
-    free(ok);
+    for (; applied < run; applied++)
+        if (on_decoded(n, &bs[applied], ck, applied) != 0) break;
+    chain_blocks_check_end(ck);
     for (size_t i = 0; i < count; i++) chain_block_free(&bs[i]);
     free(bs);
     if (applied == 0 || n->halted) return applied;
-    int rc = chain_store_sync(n->store);
+    rc = chain_store_sync(n->store);
     if (rc != 0) halt(n, "syncing synced blocks failed", rc);
     return applied;
 }

@@ -1074,6 +1074,62 @@ START_TEST(test_txs_verify_parallel)
 }
 END_TEST
 
+/* A run of synced blocks checked behind the caller: each block's verdict
+ * and flags match what the plain checks say, on one thread or several;
+ * blocks apply in order until a bad certificate, which changes nothing. */
+static void blocks_check_run(fx *a, chain_block *blk, size_t k, unsigned threads)
+{
+    fx *b = fx_open();
+    chain_blocks_check *ck = NULL;
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(b->st), blk, k, threads), 0);
+    const uint8_t *ok = NULL;
+    ck_assert_int_eq(chain_blocks_check_wait(ck, k - 1, &ok), 0);   /* out of order: fine */
+    ck_assert_uint_eq(ok[0], 1);
+    ck_assert_uint_eq(ok[1], 0);                                     /* the tampered tx */
+    ck_assert_int_eq(chain_blocks_check_wait(ck, k, &ok), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_apply_checked(a->st, ck, 0), CHAIN_EINVAL);   /* another genesis */
+    for (size_t i = 0; i + 2 < k; i++) ck_assert_int_eq(chain_apply_checked(b->st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_wait(ck, k - 2, &ok), CHAIN_ECERT);
+    ck_assert_int_eq(chain_apply_checked(b->st, ck, k - 2), CHAIN_ECERT);
+    ck_assert_uint_eq(chain_store_height(b->st), k - 2);
+    chain_blocks_check_end(ck);
+    chain_hash want, tip;
+    chain_header_hash(&blk[k - 3].hdr, &want);
+    chain_store_tip_hash(b->st, &tip);
+    ck_assert_mem_eq(want.b, tip.b, 32);
+    fx_close(b);
+}
+
+START_TEST(test_blocks_check_background)
+{
+    enum { K = 24 };
+    fx *a = fx_open();
+    chain_block blk[K];
+    for (size_t i = 0; i < K; i++) {
+        chain_block_init(&blk[i]);
+        build_block(a, &blk[i]);
+        sign_cert(a, &blk[i], 3);
+        ck_assert_int_eq(chain_apply_committed(a->st, &blk[i]), 0);
+    }
+    blk[K - 2].cert.sigs[1].sig.b[5] ^= 1;                    /* below quorum */
+    blk[K - 1].txs[1][blk[K - 1].tx_lens[1] - 1] ^= 1;        /* a bad tx signature */
+    blocks_check_run(a, blk, K, 1);
+    blocks_check_run(a, blk, K, 4);
+    chain_blocks_check *ck = NULL;
+    const chain_genesis *g = chain_store_genesis(a->st);
+    ck_assert_int_eq(chain_blocks_check_start(&ck, g, blk, K, 0), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_blocks_check_start(&ck, g, blk, K, CHAIN_VERIFY_THREADS_MAX + 1), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_blocks_check_start(&ck, NULL, blk, K, 2), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_blocks_check_start(&ck, g, NULL, K, 2), CHAIN_EINVAL);
+    /* Ended before anything was applied: the helpers stop. */
+    ck_assert_int_eq(chain_blocks_check_start(&ck, g, blk, K, 4), 0);
+    chain_blocks_check_end(ck);
+    chain_blocks_check_end(NULL);
+    for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
+    fx_close(a);
+}
+END_TEST
+
 START_TEST(test_store_open_errors)
 {
     fx *f = fx_open();
@@ -1269,6 +1325,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_apply_committed_unsynced_then_sync);
     tcase_add_test(tc, test_block_tx_limit);
     tcase_add_test(tc, test_txs_verify_parallel);
+    tcase_add_test(tc, test_blocks_check_background);
     tcase_add_test(tc, test_store_open_errors);
     tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
