@@ -39,14 +39,14 @@ static void reject(node *n, const node__mp_entry *e, int rc) {
     node__get_metrics(n)->txs_rejected++;
 }
 
-/* Applies up to txs_max mempool transactions to ex; returns how many, or a
- * negative code on a storage failure. */
-static int fill(node__producer *p, chain_exec *ex) {
+/* Applies up to max mempool transactions to ex, front to back; returns how
+ * many, or a negative code on a storage failure. */
+static int fill(node__producer *p, chain_exec *ex, uint32_t max) {
     node__mempool *mp = node__get_mempool(p->n);
     int count = 0;
     uint32_t scanned = 0;
     const node__mp_entry *e = node__mempool_first(mp);
-    while (e && (uint32_t)count < p->txs_max && scanned < 2 * p->txs_max) {
+    while (e && (uint32_t)count < max && scanned < 2 * max) {
         const node__mp_entry *next = node__mempool_next(e);
         scanned++;
         int rc = chain_exec_tx(ex, e->tx, e->len, e->sig_checked);
@@ -62,14 +62,17 @@ static int fill(node__producer *p, chain_exec *ex) {
     return count;
 }
 
-/* Not the primary: re-executes the waiting transactions against the new tip
- * (without keeping the result) and drops those that can no longer apply, so
- * a transaction the primary refused does not wait here forever and keep the
- * view timer running. A recheck costs as much as executing a block, so it
- * runs at most every view_timeout_ms / 4 rather than after every commit:
- * each commit restarts the view timer, so a refused transaction only
- * matters once commits stop, and then it is gone well before the timer
- * fires. */
+/* Not the primary: re-executes the oldest waiting transactions against the
+ * new tip (without keeping the result) and drops those that can no longer
+ * apply, so a transaction the primary refused does not wait here forever
+ * and keep the view timer running. It runs at most every view_timeout_ms / 4
+ * rather than after every commit: each commit restarts the view timer, so
+ * a refused transaction only matters once commits stop, and then it is gone
+ * well before the timer fires. Only the RECHECK_TXS oldest are executed: a
+ * refused transaction is never committed, so it reaches the front of the
+ * FIFO as the others commit, and a recheck of a whole backlog (thousands of
+ * transactions under load) would cost a block's execution twice a second. */
+#define RECHECK_TXS 256u
 static void recheck(node__producer *p) {
     node *n = p->n;
     uint64_t h = node_height(n), now = uv_now(node_loop(n));
@@ -77,7 +80,7 @@ static void recheck(node__producer *p) {
     if (now - p->checked_ms < node_get_config(n)->view_timeout_ms / 4) return;
     chain_exec *ex = NULL;
     if (chain_exec_begin(&ex, node_store(n), node__block_time_ms(n)) != 0) return;
-    if (fill(p, ex) >= 0) {
+    if (fill(p, ex, RECHECK_TXS) >= 0) {
         p->checked_height = h;
         p->checked_ms = now;
     }
@@ -97,7 +100,7 @@ static void build(node__producer *p) {
         node_log(node_get_logger(n), NODE_LOG_ERROR, "block build: %s", chain_strerror(rc));
         return;
     }
-    int count = fill(p, ex);
+    int count = fill(p, ex, p->txs_max);
     chain_block b;
     chain_block_init(&b);
     rc = count < 0 ? count : (count == 0 ? 1 : chain_exec_finish(ex, &b));
