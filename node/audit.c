@@ -104,8 +104,20 @@ int node__audit_flush(node__audit *a, uint64_t now_ms)
 {
     if (a == NULL || a->len == 0) return NODE_OK;
     int rc = NODE_OK;
-    ssize_t w = write(a->fd, a->buf, a->len);
-    if (w != (ssize_t)a->len) {
+    size_t done = 0;
+    while (done < a->len) {
+        ssize_t w = write(a->fd, a->buf + done, a->len - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    if (done != a->len) {
+        /* A batch is all or nothing: a half line left by a short write (a
+         * full disk, a file size limit) would run into the next batch's
+         * first line. This node is the file's only writer, so the batch
+         * began `done` bytes before the end. */
+        off_t end = done > 0 ? lseek(a->fd, 0, SEEK_END) : -1;
+        if (end >= (off_t)done && ftruncate(a->fd, end - (off_t)done) != 0) a->failures++;
         a->failures += a->pending;
         rc = NODE_EIO;
     } else {

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -804,6 +806,62 @@ START_TEST(audit_file_rules) {
 }
 END_TEST
 
+START_TEST(audit_short_write_leaves_no_half_line) {
+    /* A file size limit makes write(2) stop in the middle of a batch: the
+     * batch is cut back out whole, and later lines start on a line. */
+    char dir[64];
+    strcpy(dir, "/tmp/consent-audit.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    node__audit *a = NULL;
+    ck_assert_int_eq(node__audit_open(&a, dir, NULL), 0);
+    chain_pubkey p, g;
+    memset(p.b, 0x11, sizeof p.b);
+    memset(g.b, 0x22, sizeof g.b);
+    ck_assert_int_eq(node__audit_log(a, 1, &g, "check", &p, &g, "permit"), 0);
+    ck_assert_int_eq(node__audit_flush(a, 1), 0);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/audit.log", dir);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    off_t one = st.st_size;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)one + 100;   /* the next batch stops mid-line */
+    /* No assertion while the limit holds: Check's own messages go
+     * through a file too. */
+    int set = setrlimit(RLIMIT_FSIZE, &lim), logged = 0;
+    for (int i = 0; i < 3; i++) logged += node__audit_log(a, 2, &g, "check", &p, &g, "deny") == 0;
+    int flushed = node__audit_flush(a, 2);
+    int restored = setrlimit(RLIMIT_FSIZE, &old);
+    ck_assert_int_eq(set, 0);
+    ck_assert_int_eq(restored, 0);
+    ck_assert_int_eq(logged, 3);
+    ck_assert_int_eq(flushed, NODE_EIO);
+    ck_assert_uint_eq(node__audit_failures(a), 3);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, one);
+    ck_assert_int_eq(node__audit_log(a, 3, NULL, "patient_grants", &p, NULL, "listed"), 0);
+    ck_assert_int_eq(node__audit_flush(a, 3), 0);
+    node__audit_close(a);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+        ck_assert_int_eq(line[0], '{');
+        ck_assert_int_eq(line[strlen(line) - 1], '\n');
+        lines++;
+    }
+    fclose(f);
+    ck_assert_int_eq(lines, 2);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *gw_suite(void) {
     Suite *s = suite_create("node_gw");
     TCase *tc = tcase_create("gateway");
@@ -825,6 +883,7 @@ static Suite *gw_suite(void) {
     suite_add_tcase(s, lim);
     TCase *units = tcase_create("units");
     tcase_add_test(units, audit_file_rules);
+    tcase_add_test(units, audit_short_write_leaves_no_half_line);
     suite_add_tcase(s, units);
     return s;
 }
