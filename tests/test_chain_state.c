@@ -720,6 +720,14 @@ START_TEST(test_exec_misuse)
     b.hdr.time_ms++;
     ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_EBLOCK);
     b.hdr.time_ms--;
+    /* The right header with other txs: one byte changed, one tx more. */
+    b.txs[0][n - 1] ^= 1;
+    ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_EBLOCK);
+    b.txs[0][n - 1] ^= 1;
+    ck_assert_int_eq(chain_block_add_tx(&b, buf, n), 0);
+    ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_EBLOCK);
+    b.n_txs--;
+    free(b.txs[1]);
     ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
     ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_ESTATE);     /* twice */
     /* ex2 began on the old tip: stale now. */
