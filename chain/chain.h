@@ -451,6 +451,15 @@ void chain_check_tip_free(chain_check_tip *tip);   /* frees the buffers, not tip
 int chain_check_prove_cached(chain_store *st, chain_check_tip *tip, chain_check_proof *out,
                              const chain_pubkey *patient, const chain_pubkey *grantee) CHAIN_WUR;
 
+/* The decision for q from p's pair list and registry record as they stand,
+ * verifying nothing: what chain_check answers at p's tip (out->height =
+ * p->height). A node that has just read p answers from it instead of
+ * reading the state again. CHAIN_ECODE for unknown codes; a list that does
+ * not decode is CHAIN_EDECODE, a record that does not or that names another
+ * key CHAIN_EIO (the answer stays deny). */
+int chain_check_decide(chain_check_result *out, const chain_check_proof *p,
+                       const chain_check_query *q) CHAIN_WUR;
+
 /* Verifies p for query q against genesis g and recomputes the decision into
  * *out (out->height = the header's height). Refuses, with a one-line reason
  * in why (why_len bytes): a certificate that is not 2f+1 distinct genesis

@@ -305,6 +305,24 @@ static int verify_state(const chain_header *hdr, char *why, size_t why_len,
     return rc;
 }
 
+int chain_check_decide(chain_check_result *out, const chain_check_proof *p,
+                       const chain_check_query *q)
+{
+    if (out == NULL || p == NULL || q == NULL || q->scope == NULL || q->purpose == NULL)
+        return CHAIN_EINVAL;
+    if (!chain_scope_valid(q->scope) || !chain_purpose_valid(q->purpose)) return CHAIN_ECODE;
+    if (!part_ok(p->pair_list, p->pair_list_len, 1) || !part_ok(p->inst, p->inst_len, 1))
+        return CHAIN_EINVAL;
+    chain_check_result r;
+    memset(&r, 0, sizeof r);
+    if (chain__check_list(&r, p->pair_list, p->pair_list_len, q->scope, q->purpose, q->at_s) != CHAIN_OK)
+        return CHAIN_EDECODE;
+    if (chain__check_grantee(&r, &q->grantee, p->inst, p->inst_len) != CHAIN_OK) return CHAIN_EIO;
+    r.height = p->height;
+    *out = r;
+    return CHAIN_OK;
+}
+
 int chain_check_verify(const chain_genesis *g, chain_check_result *out, char *why, size_t why_len,
                        const chain_check_query *q, const chain_check_proof *p,
                        uint64_t min_height)
@@ -324,10 +342,9 @@ int chain_check_verify(const chain_genesis *g, chain_check_result *out, char *wh
     if (rc == CHAIN_OK) rc = verify_state(&hdr, why, why_len, q, p);
     if (rc != CHAIN_OK) return rc;
     chain_check_result r;
-    memset(&r, 0, sizeof r);
-    rc = chain__check_list(&r, p->pair_list, p->pair_list_len, q->scope, q->purpose, q->at_s);
-    if (rc != CHAIN_OK) return fail(why, why_len, CHAIN_EPROOF, "pair list does not decode");
-    if (chain__check_grantee(&r, &q->grantee, p->inst, p->inst_len) != CHAIN_OK)
+    rc = chain_check_decide(&r, p, q);
+    if (rc == CHAIN_EDECODE) return fail(why, why_len, CHAIN_EPROOF, "pair list does not decode");
+    if (rc != CHAIN_OK)
         return fail(why, why_len, CHAIN_EPROOF, "registry record does not decode or names another key");
     r.height = hdr.height;
     *out = r;

@@ -522,10 +522,17 @@ static int check_allowed(node *n, const caller *who, const check_args *a) {
 static int check_answer(node *n, node__http_resp *resp, const check_args *a) {
     chain_check_proof p;
     memset(&p, 0, sizeof(p));
-    int rc = a->proof ? chain_check_prove_cached(node_store(n), node__get_proof_tip(n), &p, &a->patient, &a->grantee) : 0;
     chain_check_result r;
-    if (rc == 0) rc = chain_check(node_store(n), &r, &a->patient, &a->grantee, a->scope, a->purpose, a->at);
-    if (rc == 0 && a->proof && r.height != p.height) rc = CHAIN_EIO;
+    int rc;
+    if (a->proof) {
+        /* The decision comes from the very bytes the proof covers. */
+        chain_check_query q = {a->patient, a->grantee, a->scope, a->purpose, a->at};
+        rc = chain_check_prove_cached(node_store(n), node__get_proof_tip(n), &p, &a->patient, &a->grantee);
+        if (rc == 0) rc = chain_check_decide(&r, &p, &q);
+        if (rc == CHAIN_EDECODE) rc = CHAIN_EIO;   /* a stored list that does not decode */
+    } else {
+        rc = chain_check(node_store(n), &r, &a->patient, &a->grantee, a->scope, a->purpose, a->at);
+    }
     if (rc == 0) {
         resp->body = node__check_json(&resp->body_len, &r, a->at, a->proof ? &p : NULL);
         if (!resp->body) rc = CHAIN_ENOMEM;

@@ -178,6 +178,13 @@ START_TEST(test_deny_verifies_same_as_check)
         ck_assert_str_eq(got.reason, want.reason);
         ck_assert_int_eq(got.has_grant, want.has_grant);
         ck_assert_uint_eq(got.height, 3);
+        /* The node's shortcut: the same answer from the proof's bytes. */
+        chain_check_result fast;
+        ck_assert_int_eq(chain_check_decide(&fast, &p, &q), 0);
+        ck_assert_int_eq(fast.decision, want.decision);
+        ck_assert_str_eq(fast.reason, want.reason);
+        ck_assert_int_eq(fast.has_grant, want.has_grant);
+        ck_assert_uint_eq(fast.height, 3);
         if (cases[i].patient == 3 || cases[i].grantee == K_LAB) ck_assert_uint_eq(p.pair_list_len, 0);
         chain_check_proof_free(&p);
     }
@@ -495,6 +502,29 @@ START_TEST(test_prove_errors)
     ck_assert_int_eq(chain_check_prove(NULL, &p, &a, &b), CHAIN_EINVAL);
     ck_assert_int_eq(chain_check_prove(f->st, &p, NULL, &b), CHAIN_EINVAL);
     chain_check_proof_free(NULL);
+    /* Deciding from parts: bad codes, bad parts and missing arguments. */
+    chain_check_result r;
+    chain_check_query q = {a, b, "Observation", "TREAT", 0};
+    memset(&p, 0, sizeof p);
+    ck_assert_int_eq(chain_check_decide(&r, &p, &q), 0);   /* nothing held: deny */
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grantee institution is not registered");
+    q.purpose = "NOSUCH";
+    ck_assert_int_eq(chain_check_decide(&r, &p, &q), CHAIN_ECODE);
+    q.purpose = "TREAT";
+    uint8_t junk[3] = {0xff, 0xff, 0xff};
+    p.pair_list = junk;
+    p.pair_list_len = sizeof junk;
+    ck_assert_int_eq(chain_check_decide(&r, &p, &q), CHAIN_EDECODE);
+    p.pair_list_len = 0;
+    p.inst = junk;
+    p.inst_len = sizeof junk;
+    ck_assert_int_eq(chain_check_decide(&r, &p, &q), CHAIN_EIO);
+    p.inst_len = 1;
+    p.inst = NULL;
+    ck_assert_int_eq(chain_check_decide(&r, &p, &q), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_check_decide(NULL, &p, &q), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_check_decide(&r, &p, NULL), CHAIN_EINVAL);
     fx_close(f);
 }
 END_TEST
