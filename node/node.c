@@ -552,7 +552,7 @@ int node_on_tx(node *n, const uint8_t *tx, size_t len) {
 
 /* Applies a decoded synced block if it is the next height: durably, or,
  * when ck is not NULL, as block i of that background check with its write
- * unsynced (see node_on_blocks). */
+ * unsynced; then node_on_blocks tells the replica once the run is durable. */
 static int on_decoded(node *n, const chain_block *b, chain_blocks_check *ck, size_t i) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
     uint64_t height = chain_store_height(n->store);
@@ -570,7 +570,7 @@ static int on_decoded(node *n, const chain_block *b, chain_blocks_check *ck, siz
     if (h) held_free(h);
     n->metrics.blocks_synced++;
     after_commit(n, b, mono_s() - t0);
-    if (n->rep) followup_push(n, FU_COMMITTED, b->hdr.height, &digest, 1);
+    if (n->rep && !ck) followup_push(n, FU_COMMITTED, b->hdr.height, &digest, 1);
     while (apply_next_commit(n)) {
     }
     run_deferred(n);
@@ -623,11 +623,26 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
     for (; applied < run; applied++)
         if (on_decoded(n, &bs[applied], ck, applied) != 0) break;
     chain_blocks_check_end(ck);
+    chain_hash last;
+    if (applied > 0) chain_header_hash(&bs[applied - 1].hdr, &last);
+    uint64_t last_height = applied > 0 ? bs[applied - 1].hdr.height : 0;
     for (size_t i = 0; i < count; i++) chain_block_free(&bs[i]);
     free(bs);
     if (applied == 0 || n->halted) return applied;
     rc = chain_store_sync(n->store);
-    if (rc != 0) halt(n, "syncing synced blocks failed", rc);
+    if (rc != 0) {
+        halt(n, "syncing synced blocks failed", rc);
+        return applied;
+    }
+    /* The replica hears of the run once, now that it is durable, as one
+     * commit of its last block: a replica far behind then signs (and
+     * persists, one more sync) at most one checkpoint per response instead
+     * of one per checkpoint interval, for heights the others have long
+     * made stable. */
+    if (n->rep) {
+        followup_push(n, FU_COMMITTED, last_height, &last, 1);
+        drive(n, 0, NULL);
+    }
     return applied;
 }
 

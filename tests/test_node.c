@@ -899,6 +899,75 @@ START_TEST(create_refuses_bad_setups) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ block sync */
+/* Certified empty blocks 1..n of F's genesis, encoded, built on a store of
+ * their own. */
+static void certified_blocks(uint8_t **enc, size_t *lens, size_t n) {
+    char path[512];
+    chain_genesis g;
+    snprintf(path, sizeof(path), "%s/genesis.json", F.nf.dir);
+    ck_assert_int_eq(chain_genesis_load(&g, path), 0);
+    snprintf(path, sizeof(path), "%s/builder", F.nf.dir);
+    chain_store *st = NULL;
+    ck_assert_int_eq(chain_store_open(&st, path, &g), 0);
+    chain_pubkey val;
+    chain_key_pubkey(F.val, &val);
+    for (size_t i = 0; i < n; i++) {
+        chain_exec *ex = NULL;
+        chain_block b;
+        chain_block_init(&b);
+        ck_assert_int_eq(chain_exec_begin(&ex, st, g.time_ms + 1000 * (i + 1)), 0);
+        ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+        chain_exec_abort(ex);
+        b.hdr.proposer = val;
+        chain_hash bh, msg;
+        chain_header_hash(&b.hdr, &bh);
+        b.cert = (chain_cert){.view = 0, .height = b.hdr.height, .block_hash = bh, .n_sigs = 1};
+        b.cert.sigs[0].validator = val;
+        chain_commit_sighash(&msg, g.chain_id, 0, b.hdr.height, &bh);
+        ck_assert_int_eq(chain_sign(F.val, &b.cert.sigs[0].sig, &msg), 0);
+        ck_assert_int_eq(chain_apply_committed(st, &b), 0);
+        ck_assert_int_eq(chain_block_encode(&enc[i], &lens[i], &b), 0);
+        chain_block_free(&b);
+    }
+    chain_store_close(st);
+}
+
+/* A validator that catches up by block sync tells its replica of each
+ * response once, after the response is durable: the replica signs (and
+ * persists) a checkpoint only when a response ends on a checkpoint height,
+ * not at every checkpoint height the response passes. */
+START_TEST(synced_run_reaches_the_replica_once) {
+    enum { N = 64 };
+    uint8_t *enc[N];
+    size_t lens[N];
+    certified_blocks(enc, lens, N);
+    nfx_create(&F.nf);
+    node *n = F.nf.n;
+    uint64_t persists = node__get_metrics(n)->persist_count;
+    const uint8_t *const *blocks = (const uint8_t *const *)enc;
+    ck_assert_uint_eq(node_on_blocks(n, blocks, lens, 40), 40);   /* passes 16 and 32 */
+    ck_assert_uint_eq(chain_store_height(node_store(n)), 40);
+    ck_assert_uint_eq(node__get_metrics(n)->persist_count, persists);
+    ck_assert_uint_eq(node_on_blocks(n, blocks + 40, lens + 40, N - 40), N - 40);   /* ends on 64 */
+    ck_assert_uint_eq(chain_store_height(node_store(n)), N);
+    ck_assert_uint_eq(node__get_metrics(n)->persist_count, persists + 1);
+    ck_assert_uint_eq(node_on_blocks(n, blocks, lens, 8), 0);   /* stale: nothing */
+    ck_assert_uint_eq(node__get_metrics(n)->persist_count, persists + 1);
+    for (size_t i = 0; i < N; i++) free(enc[i]);
+    node_stop(n, NULL, NULL);
+    ck_assert_int_eq(uv_run(&F.nf.loop, UV_RUN_DEFAULT), 0);
+    node_destroy(n);
+    F.nf.n = NULL;
+    ck_assert_int_eq(uv_loop_close(&F.nf.loop), 0);
+}
+END_TEST
+
+static void setup_unstarted(void) {
+    memset(&F, 0, sizeof(F));
+    make_network(60000);
+}
+
 /* ------------------------------------------------------------------ units */
 START_TEST(config_parse_rules) {
     node_config c;
@@ -1030,6 +1099,11 @@ static Suite *node_suite(void) {
     tcase_set_timeout(slow, 120);
     tcase_add_test(slow, pending_nonces_and_duplicates);
     suite_add_tcase(s, slow);
+    TCase *sync = tcase_create("sync");
+    tcase_add_checked_fixture(sync, setup_unstarted, teardown);
+    tcase_set_timeout(sync, 60);
+    tcase_add_test(sync, synced_run_reaches_the_replica_once);
+    suite_add_tcase(s, sync);
     return s;
 }
 
