@@ -20,8 +20,9 @@
  *
  * Gossip: a transaction is sent once to every connected validator; a
  * receiver that has not seen its hash recently (NODE_P2P_SEEN_MAX, two
- * generations) hands it to on_tx and, if admitted, passes it on to the
- * validators other than the sender.
+ * generations) hands it to on_tx and, if admitted and sent by a full node,
+ * passes it on to the validators other than the sender. What a validator
+ * sends is not passed on: it went to every validator already.
  *
  * Full nodes (no validator key) dial every validator with an ephemeral key
  * and role FULL_NODE. A validator accepts them only when configured to
@@ -94,7 +95,8 @@ typedef struct {
     /* A consensus message from validator `from` (authenticated link). */
     void (*on_consensus)(void *arg, uint32_t from, const uint8_t *msg, size_t len);
     /* A gossiped transaction not seen recently. Return 1 if it was new and
-     * admitted: only then is it passed on to the other validators. */
+     * admitted: only then, and only if a full node sent it, is it passed on
+     * to the other validators. */
     int (*on_tx)(void *arg, uint32_t from, const uint8_t *tx, size_t len);
     /* Serve block sync: *out gets a malloc'd encoded block (with its
      * certificate) at `height` and *len its size; the transport frees it.
