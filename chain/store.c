@@ -63,6 +63,22 @@ static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "
  * a block-cache lookup and rehashing the page. */
 #define PAGE_CACHE_SLOTS_LOG2 16u
 
+/* Registry records by key, present or absent. Every grant's execution and
+ * every gateway check reads the grantee's record, and a few hundred
+ * institutions answer nearly all of them; from RocksDB each read is a
+ * memtable search and filter and index lookups. A commit rewrites the slot
+ * of every record its block changed, after the write; a reader fills a slot
+ * only if no commit touched the cache since it began its read (inst_gen),
+ * so a slot never holds a value older than the committed state. */
+#define INST_CACHE_SLOTS 1024u
+#define INST_CACHE_VAL_MAX 512u   /* an encoded record is far smaller */
+typedef struct {
+    uint8_t key[1 + CHAIN_KEY_LEN];
+    uint8_t used, present;
+    uint16_t len;
+    uint8_t val[INST_CACHE_VAL_MAX];
+} inst_slot;
+
 struct chain_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
@@ -78,6 +94,9 @@ struct chain_store {
     chain_hash state_root;
     uint64_t tip_time_ms;
     chain__smt_cache *pages;
+    pthread_mutex_t inst_lock;
+    uint64_t inst_gen;   /* commits that changed the registry */
+    inst_slot *insts;    /* INST_CACHE_SLOTS */
 };
 
 static uint64_t get_u64be(const uint8_t *p)
@@ -126,20 +145,94 @@ static int cf_get(chain_store *st, int cf, uint8_t **val, size_t *len, const voi
     return CHAIN_OK;
 }
 
+/* ------------------------------------------------------------------ registry cache */
+
+static inst_slot *inst_slot_of(chain_store *st, const uint8_t *key, size_t klen)
+{
+    if (klen != 1 + CHAIN_KEY_LEN || key[0] != CHAIN__PFX_INST) return NULL;
+    uint32_t x = 0;
+    memcpy(&x, key + 1, sizeof x);   /* keys are curve points: any bytes do */
+    return &st->insts[x % INST_CACHE_SLOTS];
+}
+
+/* Copies a cached record into buf (cap bytes) or a malloc'd *heap (when
+ * heap != NULL). Returns 1 with *rc set on a hit, 0 on a miss (*gen gets
+ * the generation to fill with). */
+static int inst_cache_get(chain_store *st, inst_slot *s, const uint8_t *key, uint8_t *buf,
+                          size_t cap, uint8_t **heap, size_t *len, int *rc, uint64_t *gen)
+{
+    pthread_mutex_lock(&st->inst_lock);
+    int hit = s->used && memcmp(s->key, key, sizeof s->key) == 0;
+    *gen = st->inst_gen;
+    if (hit) {
+        *len = s->len;
+        *rc = CHAIN_OK;
+        uint8_t *dst = buf;
+        if (!s->present) *rc = CHAIN_ENOTFOUND;
+        else if (heap != NULL && (dst = *heap = malloc(s->len ? s->len : 1)) == NULL) *rc = CHAIN_ENOMEM;
+        else if (heap == NULL && s->len > cap) *rc = CHAIN_EBOUNDS;
+        if (*rc == CHAIN_OK && dst != NULL) memcpy(dst, s->val, s->len);
+    }
+    pthread_mutex_unlock(&st->inst_lock);
+    return hit;
+}
+
+/* Stores a record (val NULL: absent) unless a commit changed the registry
+ * since generation gen (gen UINT64_MAX: a commit itself, always). */
+static void inst_cache_set(chain_store *st, inst_slot *s, const uint8_t *key, const uint8_t *val,
+                           size_t len, uint64_t gen)
+{
+    pthread_mutex_lock(&st->inst_lock);
+    if (gen == UINT64_MAX) st->inst_gen++;
+    if (gen == UINT64_MAX || gen == st->inst_gen) {
+        memcpy(s->key, key, sizeof s->key);
+        s->present = val != NULL;
+        s->len = (uint16_t)(val != NULL ? len : 0);
+        s->used = len <= INST_CACHE_VAL_MAX;   /* a bigger one is just not kept */
+        if (s->used && val != NULL) memcpy(s->val, val, len);
+    }
+    pthread_mutex_unlock(&st->inst_lock);
+}
+
+/* After a commit: the registry records its block changed. */
+static void inst_cache_commit(chain_store *st, const chain__map *state)
+{
+    chain__map_entry e;
+    size_t it = 0;
+    while (chain__map_next(state, &it, &e)) {
+        inst_slot *s = inst_slot_of(st, e.key, e.klen);
+        if (s != NULL) inst_cache_set(st, s, e.key, e.val, e.vlen, UINT64_MAX);
+    }
+}
+
 int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t *key, size_t klen)
 {
     assert(st != NULL && key != NULL);
-    return cf_get(st, CF_STATE, val, len, key, klen);
+    inst_slot *s = inst_slot_of(st, key, klen);
+    uint64_t gen = 0;
+    int rc;
+    if (s != NULL && inst_cache_get(st, s, key, NULL, 0, val, len, &rc, &gen)) return rc;
+    rc = cf_get(st, CF_STATE, val, len, key, klen);
+    if (s != NULL && (rc == CHAIN_OK || rc == CHAIN_ENOTFOUND))
+        inst_cache_set(st, s, key, rc == CHAIN_OK ? *val : NULL, rc == CHAIN_OK ? *len : 0, gen);
+    return rc;
 }
 
 int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, const uint8_t *key,
                       size_t klen)
 {
+    inst_slot *s = inst_slot_of(st, key, klen);
+    uint64_t gen = 0;
+    int hit_rc;
+    if (s != NULL && inst_cache_get(st, s, key, buf, cap, NULL, len, &hit_rc, &gen)) return hit_rc;
     char *err = NULL;
     rocksdb_pinnableslice_t *p =
         rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[CF_STATE], (const char *)key, klen, &err);
     if (err != NULL) return rdb_err(err);
-    if (p == NULL) return CHAIN_ENOTFOUND;
+    if (p == NULL) {
+        if (s != NULL) inst_cache_set(st, s, key, NULL, 0, gen);
+        return CHAIN_ENOTFOUND;
+    }
     size_t n = 0;
     const char *v = rocksdb_pinnableslice_value(p, &n);
     int rc = CHAIN_OK;
@@ -147,6 +240,8 @@ int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, co
     else if (n > cap) rc = CHAIN_EBOUNDS;
     else memcpy(buf, v, n);
     *len = n;
+    if (s != NULL && (rc == CHAIN_OK || rc == CHAIN_ENOTFOUND))
+        inst_cache_set(st, s, key, rc == CHAIN_OK ? (const uint8_t *)v : NULL, n, gen);
     rocksdb_pinnableslice_destroy(p);
     return rc;
 }
@@ -452,11 +547,15 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
     }
     *st->genesis = *g;
     st->pages = chain__smt_cache_create(PAGE_CACHE_SLOTS_LOG2);
-    if (st->pages == NULL) {
+    st->insts = calloc(INST_CACHE_SLOTS, sizeof *st->insts);
+    if (st->pages == NULL || st->insts == NULL) {
+        chain__smt_cache_destroy(st->pages);
+        free(st->insts);
         free(st->genesis);
         free(st);
         return CHAIN_ENOMEM;
     }
+    pthread_mutex_init(&st->inst_lock, NULL);
     int rc = options_setup(st);
     if (rc != CHAIN_OK) {
         chain_store_close(st);
@@ -492,6 +591,8 @@ void chain_store_close(chain_store *st)
     if (st->bbto != NULL) rocksdb_block_based_options_destroy(st->bbto);
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
     chain__smt_cache_destroy(st->pages);
+    pthread_mutex_destroy(&st->inst_lock);
+    free(st->insts);
     free(st->genesis);
     free(st);
 }
@@ -593,6 +694,7 @@ int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash 
     rocksdb_writebatch_destroy(wb);
     rc = rdb_err(err);
     if (rc != CHAIN_OK) return rc;
+    inst_cache_commit(st, state);
     /* Only a written block moves the cached tip. */
     st->height = b->hdr.height;
     st->tip_hash = *block_hash;
