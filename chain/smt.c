@@ -380,7 +380,10 @@ static int update_rec(const chain__smt_backend *be, smt_ref *out, const smt_ref 
     uint32_t dirty = 0;   /* heap positions to rehash from */
     if (n->kind == NODE_INNER) {
         rc = page_load(be, pg, &n->hash, depth);
-        if (rc == CHAIN_OK && pg->kind[1] != NODE_INNER) rc = CHAIN_EIO;
+        /* Only the root's page may describe a single leaf (see
+         * store_leaf_root); the caller knows the root by hash alone. */
+        if (rc == CHAIN_OK && pg->kind[1] != NODE_INNER && !(depth == 0 && pg->kind[1] == NODE_LEAF))
+            rc = CHAIN_EIO;
     } else {
         /* A leaf at the top of a subtree moves down into its slot. */
         page_clear(pg);
@@ -431,16 +434,6 @@ static int store_leaf_root(const chain__smt_backend *be, const smt_ref *leaf)
     return page_store(be, &pg);
 }
 
-static int root_ref(const chain__smt_backend *be, smt_ref *out, const chain_hash *root)
-{
-    memset(out, 0, sizeof *out);
-    if (hash_is_empty(root)) return CHAIN_OK;
-    smt_page pg;
-    int rc = page_load(be, &pg, root, 0);
-    if (rc == CHAIN_OK) page_ref(&pg, 1, out);
-    return rc;
-}
-
 int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const chain_hash *root,
                       size_t n, const chain_hash *keys, const chain_hash *const *vals)
 {
@@ -456,8 +449,9 @@ int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const 
     int rc = CHAIN_OK;
     for (size_t i = 1; i < n && rc == CHAIN_OK; i++)
         if (change_cmp(&c[i - 1], &c[i]) == 0) rc = CHAIN_EINVAL;
-    smt_ref top, res;
-    if (rc == CHAIN_OK) rc = root_ref(be, &top, root);
+    /* A non-empty root is read as a page, whether it is an inner node or
+     * a single leaf, once, by update_rec. */
+    smt_ref top = {.kind = hash_is_empty(root) ? NODE_EMPTY : NODE_INNER, .hash = *root}, res;
     if (rc == CHAIN_OK) rc = update_rec(be, &res, &top, 0, c, n);
     if (rc == CHAIN_OK && res.kind == NODE_LEAF && !hash_eq(&res.hash, root))
         rc = store_leaf_root(be, &res);
