@@ -550,6 +550,19 @@ int node_on_tx(node *n, const uint8_t *tx, size_t len) {
     return node__submit_tx(n, &h, reason, &status, tx, len, 1);
 }
 
+size_t node_on_peer(node *n, uint32_t peer, int up) {
+    if (!up || n->stopping || n->hooks.send_tx == NULL) return 0;
+    if (peer >= n->genesis->n_validators || (int)peer == n->vindex) return 0;
+    size_t sent = 0;
+    for (const node__mp_entry *e = node__mempool_first(n->mp); e != NULL; e = node__mempool_next(e)) {
+        if (n->hooks.send_tx(n->hooks.arg, peer, e->tx, e->len) != 0) break;
+        sent++;
+    }
+    if (sent > 0)
+        node_log(&n->lg, NODE_LOG_INFO, "handed %zu pending txs to validator %" PRIu32 " (link up)", sent, peer);
+    return sent;
+}
+
 /* Applies a decoded synced block if it is the next height: durably, or,
  * when ck is not NULL, as block i of that background check with its write
  * unsynced; then node_on_blocks tells the replica once the run is durable. */

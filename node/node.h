@@ -139,6 +139,9 @@ typedef struct {
     void (*committed)(void *arg, uint64_t height, const chain_hash *hash);
     /* Connected validators: writes up to max indices, returns how many. */
     size_t (*peers)(void *arg, uint32_t *out, size_t max);
+    /* Hand one mempool transaction to validator `to` (see node_on_peer);
+     * non-zero when it takes no more now. */
+    int (*send_tx)(void *arg, uint32_t to, const uint8_t *tx, size_t len);
 } node_p2p_hooks;
 
 /* Creates a node on `loop`: loads genesis and the validator key, opens the
@@ -162,6 +165,13 @@ void node_set_p2p(node *n, const node_p2p_hooks *hooks);
 int node_on_cons_message(node *n, uint32_t from, const uint8_t *msg, size_t len) NODE_WUR;
 /* A gossiped transaction: admitted like a client's but not re-gossiped. */
 int node_on_tx(node *n, const uint8_t *tx, size_t len) NODE_WUR;
+/* A link to validator `peer` came up (up = 1) or went down. On up, the
+ * node hands the peer its mempool, oldest first, until send_tx refuses:
+ * validators do not relay each other's gossip, so a tx gossiped while the
+ * link was down would otherwise reach that validator only in a block, and
+ * a primary that missed it would be replaced by a view change. Returns how
+ * many transactions were handed over. */
+size_t node_on_peer(node *n, uint32_t peer, int up);
 /* A committed block from block sync (encoded chain_block with its cert):
  * verified against genesis and applied if it is the next height. */
 int node_on_block(node *n, const uint8_t *block, size_t len) NODE_WUR;

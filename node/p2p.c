@@ -398,8 +398,9 @@ static void on_tx(node__p2p_conn *c, const uint8_t *tx, size_t len) {
      * every validator it has a link to, so relaying a validator's tx only
      * makes the others decode, decrypt and de-duplicate it twice more. A
      * backup that missed it (link down at that moment) executes it from the
-     * block that carries it; a primary that missed it is replaced by the
-     * view timer of the backups holding it. Full nodes get no tx gossip:
+     * block that carries it, and every validator hands its mempool to a
+     * validator whose link comes up (node_on_peer), so a primary that
+     * missed it gets it then. Full nodes get no tx gossip:
      * they follow blocks. A full node's tx is relayed, since it may not
      * have a link to every validator. */
     if (c->role == NODE_P2P_ROLE_VALIDATOR) return;
@@ -621,6 +622,22 @@ size_t node_p2p_gossip_tx(node_p2p *p, const uint8_t *tx, size_t len) {
     size_t sent;
     relay_tx(p, NULL, tx, len, &sent);
     return sent;
+}
+
+int node_p2p_send_tx(node_p2p *p, uint32_t to, const uint8_t *tx, size_t len) {
+    if (p->self_index < 0 || to >= p->g->n_validators || (int)to == p->self_index) return NODE_EINVAL;
+    if (tx == NULL || len == 0 || len > CHAIN_TX_BYTES_MAX) return NODE_EINVAL;
+    if (p->stopping) return NODE_ESTOPPED;
+    node__p2p_conn *c = p->peers[to].link;
+    if (c == NULL) return NODE_EIO;
+    if (node__p2p_conn_queued(c) + len > p->queue_max / 2) return NODE_EFULL;
+    uint8_t *frame;
+    size_t flen;
+    int rc = node__p2p_enc_bytes(&frame, &flen, NODE__P2P_MSG_TX, tx, len);
+    if (rc != 0) return rc;
+    rc = node__p2p_send_frame(c, frame, flen);
+    free(frame);
+    return rc;
 }
 
 size_t node_p2p_peers(const node_p2p *p, uint32_t *out, size_t max) {

@@ -175,6 +175,12 @@ size_t node_p2p_broadcast_consensus(node_p2p *p, const uint8_t *msg, size_t len)
  * validator (remembered as seen, so it is not taken back). Returns how many
  * links got it (0 if seen before or too large). */
 size_t node_p2p_gossip_tx(node_p2p *p, const uint8_t *tx, size_t len);
+/* Hands one mempool transaction to validator `to` alone, when its link
+ * comes up (it may have missed the gossip while the link was down). 0;
+ * NODE_EIO if no link to it is up; NODE_EFULL once the link's send queue
+ * is half full, so a hand-over never costs the link (a full queue drops
+ * it); NODE_EINVAL for a bad index or size, or on a full node. */
+int node_p2p_send_tx(node_p2p *p, uint32_t to, const uint8_t *tx, size_t len) NODE_WUR;
 /* Our committed height: told to every peer (a Status), and the base of
  * block sync. Call at start and after every commit. */
 void node_p2p_set_height(node_p2p *p, uint64_t height);
@@ -417,6 +423,8 @@ SSL_CTX *node__p2p_ssl_ctx(const node_p2p *p);
 uv_loop_t *node__p2p_loop(const node_p2p *p);
 const node_logger *node__p2p_log(const node_p2p *p);
 size_t node__p2p_queue_max(const node_p2p *p);
+/* Bytes waiting to leave on c: sealed but unwritten, and not yet sealed. */
+size_t node__p2p_conn_queued(const node__p2p_conn *c);
 uint32_t node__p2p_handshake_ms(const node_p2p *p);
 
 #endif

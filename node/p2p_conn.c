@@ -164,13 +164,15 @@ static int out_append(node__p2p_conn *c, const uint8_t *frame, size_t len) {
     return 0;
 }
 
+size_t node__p2p_conn_queued(const node__p2p_conn *c) { return c->wq_bytes + c->out_len; }
+
 int node__p2p_conn_send(node__p2p_conn *c, const uint8_t *frame, size_t len) {
     assert(len > 0 && len <= NODE_P2P_FRAME_BYTES_MAX + 4);
     if (c->state != NODE__P2P_CONN_HELLO && c->state != NODE__P2P_CONN_UP) return NODE_EIO;
     node__p2p_count_io(c->p, 1, 1, 0);
     /* The Hello goes out at once: the handshake deadline owns the timer. */
     if (c->state == NODE__P2P_CONN_HELLO) return tls_send(c, frame, len);
-    if (c->wq_bytes + c->out_len + len > node__p2p_queue_max(c->p)) {
+    if (node__p2p_conn_queued(c) + len > node__p2p_queue_max(c->p)) {
         node__p2p_count_overflow(c->p);
         node_log(node__p2p_log(c->p), NODE_LOG_WARN, "p2p: link %s dropped: send queue over %zu bytes",
                  c->addr, node__p2p_queue_max(c->p));

@@ -38,6 +38,10 @@ static void hook_committed(void *arg, uint64_t height, const chain_hash *hash) {
 
 static size_t hook_peers(void *arg, uint32_t *out, size_t max) { return node_p2p_peers(arg, out, max); }
 
+static int hook_send_tx(void *arg, uint32_t to, const uint8_t *tx, size_t len) {
+    return node_p2p_send_tx(arg, to, tx, len);
+}
+
 void node_p2p_hooks_for(node_p2p_hooks *out, node_p2p *p) {
     out->arg = p;
     out->send = hook_send;
@@ -46,6 +50,7 @@ void node_p2p_hooks_for(node_p2p_hooks *out, node_p2p *p) {
     out->gossip_tx = hook_gossip;
     out->committed = hook_committed;
     out->peers = hook_peers;
+    out->send_tx = hook_send_tx;
 }
 
 static void cb_consensus(void *arg, uint32_t from, const uint8_t *msg, size_t len) {
@@ -71,10 +76,12 @@ static void cb_blocks(void *arg, uint32_t from, uint64_t from_height, const uint
     (void)node_on_blocks(arg, blocks, lens, n);   /* stops at the first that does not apply */
 }
 
+static void cb_peer(void *arg, uint32_t peer, int up) { (void)node_on_peer(arg, peer, up); }
+
 void node_p2p_callbacks_for_node(node_p2p_callbacks *out) {
     out->on_consensus = cb_consensus;
     out->on_tx = cb_tx;
     out->get_block = cb_get_block;
     out->on_blocks = cb_blocks;
-    out->on_peer = NULL;
+    out->on_peer = cb_peer;
 }

@@ -48,7 +48,9 @@ typedef struct {
 
 static fixture F;
 
-static void make_network(uint32_t interval_ms) {
+/* Validator 0 is F.val, the node under test; the others are keys nobody
+ * runs. The gateway follows the validators. */
+static void make_network_of(uint32_t interval_ms, uint32_t n_validators) {
     nfx_mkdir(&F.nf, "/tmp/consent-node-test.XXXXXX");
     F.val = chain_key_create(NULL);
     F.gw = chain_key_create(NULL);
@@ -59,19 +61,32 @@ static void make_network(uint32_t interval_ms) {
     chain_genesis *g = calloc(1, sizeof(*g));
     snprintf(g->chain_id, sizeof(g->chain_id), CHAIN_ID);
     g->time_ms = 1700000000000ull;
-    g->n_validators = 1;
-    g->n_institutions = 2;
-    chain_key_pubkey(F.val, &g->institutions[0].key);
-    snprintf(g->institutions[0].name, sizeof(g->institutions[0].name), "hospital-0");
-    g->institutions[0].roles = CHAIN_ROLE_VALIDATOR;
-    snprintf(g->institutions[0].p2p_addr, sizeof(g->institutions[0].p2p_addr), "127.0.0.1:1");
-    snprintf(g->institutions[0].api_addr, sizeof(g->institutions[0].api_addr), "127.0.0.1:1");
-    g->institutions[1].key = F.gw_pk;
-    snprintf(g->institutions[1].name, sizeof(g->institutions[1].name), "gateway-0");
-    g->institutions[1].roles = CHAIN_ROLE_GATEWAY | CHAIN_ROLE_GRANTEE;
+    g->n_validators = n_validators;
+    g->n_institutions = n_validators + 1;
+    for (uint32_t i = 0; i < n_validators; i++) {
+        chain_institution *v = &g->institutions[i];
+        if (i == 0) {
+            chain_key_pubkey(F.val, &v->key);
+        } else {
+            chain_key *other = chain_key_create(NULL);
+            ck_assert_ptr_nonnull(other);
+            chain_key_pubkey(other, &v->key);
+            chain_key_destroy(other);
+        }
+        snprintf(v->name, sizeof(v->name), "hospital-%u", i);
+        v->roles = CHAIN_ROLE_VALIDATOR;
+        snprintf(v->p2p_addr, sizeof(v->p2p_addr), "127.0.0.1:1");
+        snprintf(v->api_addr, sizeof(v->api_addr), "127.0.0.1:1");
+    }
+    chain_institution *gw = &g->institutions[n_validators];
+    gw->key = F.gw_pk;
+    snprintf(gw->name, sizeof(gw->name), "gateway-0");
+    gw->roles = CHAIN_ROLE_GATEWAY | CHAIN_ROLE_GRANTEE;
     nfx_write_node(&F.nf, g, F.val, PASS, interval_ms, "warn");
     free(g);
 }
+
+static void make_network(uint32_t interval_ms) { make_network_of(interval_ms, 1); }
 
 static void start_node(void) {
     nfx_start(&F.nf);
@@ -963,6 +978,71 @@ START_TEST(synced_run_reaches_the_replica_once) {
 }
 END_TEST
 
+/* What node_on_peer hands over: copies of the txs, and a refusal after
+ * `room` of them. */
+static struct {
+    uint32_t to;
+    size_t room, n;
+    uint8_t tx[4][512];
+    size_t len[4];
+} handed;
+
+static int capture_send_tx(void *arg, uint32_t to, const uint8_t *tx, size_t len) {
+    (void)arg;
+    if (handed.n >= handed.room) return NODE_EFULL;
+    ck_assert_uint_lt(handed.n, 4);
+    ck_assert_uint_le(len, sizeof handed.tx[0]);
+    handed.to = to;
+    memcpy(handed.tx[handed.n], tx, len);
+    handed.len[handed.n++] = len;
+    return 0;
+}
+
+/* Validators do not relay each other's gossip, so a validator whose link
+ * comes back gets the pending txs from each peer: oldest first, until the
+ * link's queue refuses, and never to itself or a non-validator. */
+START_TEST(mempool_handed_to_a_validator_whose_link_comes_up) {
+    nfx_create(&F.nf);
+    node *n = F.nf.n;
+    uint8_t tx[3][512];
+    size_t len[3];
+    for (int i = 0; i < 3; i++) {
+        len[i] = make_grant(tx[i], CHAIN_ID, (uint64_t)i + 1, "Observation");
+        ck_assert_uint_le(len[i], sizeof tx[i]);
+        ck_assert_int_eq(node_on_tx(n, tx[i], len[i]), 0);
+    }
+    node_p2p_hooks hooks = {.send_tx = capture_send_tx};
+    node_set_p2p(n, &hooks);
+    memset(&handed, 0, sizeof handed);
+    handed.room = 4;
+    ck_assert_uint_eq(node_on_peer(n, 1, 0), 0);   /* down */
+    ck_assert_uint_eq(node_on_peer(n, 0, 1), 0);   /* itself */
+    ck_assert_uint_eq(node_on_peer(n, 2, 1), 0);   /* not a validator */
+    ck_assert_uint_eq(handed.n, 0);
+    handed.room = 2;
+    ck_assert_uint_eq(node_on_peer(n, 1, 1), 2);
+    ck_assert_uint_eq(handed.to, 1);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_eq(handed.len[i], len[i]);
+        ck_assert_mem_eq(handed.tx[i], tx[i], len[i]);
+    }
+    memset(&handed, 0, sizeof handed);
+    handed.room = 4;
+    ck_assert_uint_eq(node_on_peer(n, 1, 1), 3);
+    ck_assert_mem_eq(handed.tx[2], tx[2], len[2]);
+    node_stop(n, NULL, NULL);
+    ck_assert_int_eq(uv_run(&F.nf.loop, UV_RUN_DEFAULT), 0);
+    node_destroy(n);
+    F.nf.n = NULL;
+    ck_assert_int_eq(uv_loop_close(&F.nf.loop), 0);
+}
+END_TEST
+
+static void setup_two_validators(void) {
+    memset(&F, 0, sizeof(F));
+    make_network_of(60000, 2);
+}
+
 static void setup_unstarted(void) {
     memset(&F, 0, sizeof(F));
     make_network(60000);
@@ -1104,6 +1184,11 @@ static Suite *node_suite(void) {
     tcase_set_timeout(sync, 60);
     tcase_add_test(sync, synced_run_reaches_the_replica_once);
     suite_add_tcase(s, sync);
+    TCase *peers = tcase_create("peers");
+    tcase_add_checked_fixture(peers, setup_two_validators, teardown);
+    tcase_set_timeout(peers, 60);
+    tcase_add_test(peers, mempool_handed_to_a_validator_whose_link_comes_up);
+    suite_add_tcase(s, peers);
     return s;
 }
 

@@ -988,6 +988,59 @@ START_TEST(test_one_request_per_response) {
 }
 END_TEST
 
+static int slot_dups_at_least(tnet *net, const void *arg) {
+    const int *a = arg;   /* slot, count */
+    return stats(net, a[0]).tx_dups >= (uint64_t)a[1];
+}
+
+/* A hand-over goes to one validator only, is not remembered as seen by
+ * the sender, and stops at half the send queue instead of costing the
+ * link. */
+START_TEST(test_send_tx_hands_over_to_one_peer) {
+    tnet *net = net_new(3);
+    node_p2p_config c = node_cfg(net, &net->n[0], NULL, 0);
+    c.send_queue_bytes_max = 256 * 1024;
+    start_cfg(net, 0, &c, 0);
+    start(net, 1, 0);
+    int two = 2;
+    ck_assert(run_until(net, all_connected, &two, WAIT_MS));
+    uint8_t tx[100];
+    for (size_t i = 0; i < sizeof tx; i++) tx[i] = (uint8_t)(i * 7);
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 2, tx, sizeof tx), NODE_EIO);   /* 2 not up */
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 1, tx, sizeof tx), 0);
+    int want[] = {0, 1, 0, 0};
+    ck_assert(run_until(net, tx_counts, want, WAIT_MS));
+    /* Not marked seen here: gossip of the same tx still goes out. */
+    ck_assert_uint_eq(node_p2p_gossip_tx(net->n[0].p, tx, sizeof tx), 1);
+    int dup_at_1[] = {1, 1};
+    ck_assert(run_until(net, slot_dups_at_least, dup_at_1, WAIT_MS));
+    ck_assert_int_eq(net->n[1].n_tx, 1);   /* the copy is a duplicate at 1 */
+    /* Refused: self, no such validator, empty, oversized. */
+    static uint8_t big[CHAIN_TX_BYTES_MAX + 1];
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 0, tx, sizeof tx), NODE_EINVAL);
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 3, tx, sizeof tx), NODE_EINVAL);
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 1, tx, 0), NODE_EINVAL);
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 1, NULL, sizeof tx), NODE_EINVAL);
+    ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 1, big, sizeof big), NODE_EINVAL);
+    /* Nothing drains while the loop does not run: the queue fills to half
+     * its 256 KiB, then the hand-over stops and the link stays. */
+    static uint8_t large[CHAIN_TX_BYTES_MAX];
+    int rc = 0, sent = 0;
+    while (rc == 0 && sent < 1000) {
+        large[0] = (uint8_t)sent;
+        rc = node_p2p_send_tx(net->n[0].p, 1, large, sizeof large);
+        if (rc == 0) sent++;
+    }
+    ck_assert_int_eq(rc, NODE_EFULL);
+    ck_assert_uint_le((size_t)sent * sizeof large, 128 * 1024);
+    ck_assert_uint_ge((size_t)(sent + 1) * (sizeof large + 64), 128 * 1024);
+    ck_assert_uint_eq(stats(net, 0).send_overflows, 0);
+    int want2[] = {0, 1 + sent, 0, 0};
+    ck_assert(run_until(net, tx_counts, want2, WAIT_MS));
+    net_free(net);
+}
+END_TEST
+
 START_TEST(test_send_queue_overflow_drops_link) {
     tnet *net = net_new(2);
     node_p2p_config c = node_cfg(net, &net->n[0], NULL, 0);
@@ -1298,6 +1351,7 @@ int main(void) {
     tcase_add_test(links, test_replayed_hello_refused);
     tcase_add_test(links, test_bad_frames_drop_the_link);
     tcase_add_test(links, test_killed_peer_reconnects);
+    tcase_add_test(links, test_send_tx_hands_over_to_one_peer);
     tcase_add_test(links, test_send_queue_overflow_drops_link);
     tcase_add_test(links, test_frames_of_one_turn_coalesce);
     tcase_add_test(links, test_plain_tcp_garbage_refused);
