@@ -282,6 +282,9 @@ uint64_t node__now_ms(void);
 /* The block producer: when this validator is the primary and nothing of ours
  * is in flight, builds a block from the mempool and proposes it. */
 typedef struct node__producer node__producer;
+/* A backup re-executes at most this many of the oldest waiting transactions
+ * that still apply after a new tip (producer.c, recheck). */
+#define NODE_RECHECK_TXS 256u
 int node__producer_create(node__producer **out, node *n, uv_loop_t *loop, uint32_t interval_ms,
                           uint32_t txs_max);
 void node__producer_start(node__producer *p);

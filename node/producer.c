@@ -68,11 +68,11 @@ static int fill(node__producer *p, chain_exec *ex, uint32_t max) {
  * and keep the view timer running. It runs at most every view_timeout_ms / 4
  * rather than after every commit: each commit restarts the view timer, so
  * a refused transaction only matters once commits stop, and then it is gone
- * well before the timer fires. Only the RECHECK_TXS oldest are executed: a
- * refused transaction is never committed, so it reaches the front of the
- * FIFO as the others commit, and a recheck of a whole backlog (thousands of
- * transactions under load) would cost a block's execution twice a second. */
-#define RECHECK_TXS 256u
+ * well before the timer fires. Only the oldest are executed, up to
+ * NODE_RECHECK_TXS that still apply: a refused transaction is never
+ * committed, so it reaches the front of the FIFO as the others commit, and a
+ * recheck of a whole backlog (thousands of transactions under load) would
+ * cost a block's execution twice a second. */
 static void recheck(node__producer *p) {
     node *n = p->n;
     uint64_t h = node_height(n), now = uv_now(node_loop(n));
@@ -80,7 +80,7 @@ static void recheck(node__producer *p) {
     if (now - p->checked_ms < node_get_config(n)->view_timeout_ms / 4) return;
     chain_exec *ex = NULL;
     if (chain_exec_begin(&ex, node_store(n), node__block_time_ms(n)) != 0) return;
-    if (fill(p, ex, RECHECK_TXS) >= 0) {
+    if (fill(p, ex, NODE_RECHECK_TXS) >= 0) {
         p->checked_height = h;
         p->checked_ms = now;
     }

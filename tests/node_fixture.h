@@ -101,19 +101,32 @@ static inline void *nfx_loop_main(void *arg)
     return NULL;
 }
 
-/* Loads node0/config.json and creates the node (not yet running). */
-static inline void nfx_create(node_fx *nf)
+/* Loads node0/config.json into cfg. */
+static inline void nfx_config(const node_fx *nf, node_config *cfg)
 {
     char path[512], err[256];
-    node_config cfg;
-    node_config_defaults(&cfg);
+    node_config_defaults(cfg);
     snprintf(path, sizeof(path), "%s/node0/config.json", nf->dir);
-    ck_assert_int_eq(node_config_load(&cfg, err, sizeof(err), path), 0);
+    ck_assert_int_eq(node_config_load(cfg, err, sizeof(err), path), 0);
+}
+
+/* Creates the node from cfg (not yet running). */
+static inline void nfx_create_with(node_fx *nf, const node_config *cfg)
+{
+    char err[256];
     ck_assert_int_eq(uv_loop_init(&nf->loop), 0);
-    int rc = node_create(&nf->n, err, sizeof(err), &nf->loop, &cfg);
+    int rc = node_create(&nf->n, err, sizeof(err), &nf->loop, cfg);
     ck_assert_msg(rc == 0, "node_create: %s", err);
     nf->port = node_api_port(nf->n);
     nf->stop.data = nf;
+}
+
+/* Loads node0/config.json and creates the node (not yet running). */
+static inline void nfx_create(node_fx *nf)
+{
+    node_config cfg;
+    nfx_config(nf, &cfg);
+    nfx_create_with(nf, &cfg);
 }
 
 /* Starts a created node on a loop thread. */

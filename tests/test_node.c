@@ -6,7 +6,9 @@
  * truncated and oversized bodies, nonsense HTTP, bad signatures, wrong chain
  * id, replayed nonces, unknown codes), each answered 4xx with {"error"} and
  * nothing changed while the node keeps serving. Also unit tests of config
- * parsing, the mempool and the rejection map.
+ * parsing, the mempool and the rejection map, and tests that drive the loop
+ * of an unstarted node themselves: block sync, the hand-over of pending txs
+ * to a peer, and a backup (one of four validators) rechecking its mempool.
  *
  * Waiting for a commit polls the API against a deadline; nothing sleeps in
  * place of a condition. Keys are fresh random keys (the seed of the one
@@ -38,9 +40,12 @@
 #define PASS "test passphrase"
 
 /* ------------------------------------------------------------------ fixture */
+#define OTHERS_MAX 3
 typedef struct {
     node_fx nf;                       /* directory, loop thread, node, port */
     chain_key *val, *gw, *patient;
+    chain_key *others[OTHERS_MAX];    /* the other validators (nobody runs them) */
+    uint32_t n_others;
     const chain_key *signer;          /* signs API requests (NULL: unsigned) */
     chain_pubkey gw_pk, patient_pk;
     uint64_t patient_nonce;
@@ -48,9 +53,11 @@ typedef struct {
 
 static fixture F;
 
-/* Validator 0 is F.val, the node under test; the others are keys nobody
- * runs. The gateway follows the validators. */
-static void make_network_of(uint32_t interval_ms, uint32_t n_validators) {
+/* Validator self is F.val, the node under test; the others are keys nobody
+ * runs (F.others). The gateway follows the validators. In view 0 the
+ * primary is validator 0. */
+static void make_network_of(uint32_t interval_ms, uint32_t n_validators, uint32_t self) {
+    ck_assert(self < n_validators && n_validators <= OTHERS_MAX + 1);
     nfx_mkdir(&F.nf, "/tmp/consent-node-test.XXXXXX");
     F.val = chain_key_create(NULL);
     F.gw = chain_key_create(NULL);
@@ -65,13 +72,13 @@ static void make_network_of(uint32_t interval_ms, uint32_t n_validators) {
     g->n_institutions = n_validators + 1;
     for (uint32_t i = 0; i < n_validators; i++) {
         chain_institution *v = &g->institutions[i];
-        if (i == 0) {
+        if (i == self) {
             chain_key_pubkey(F.val, &v->key);
         } else {
             chain_key *other = chain_key_create(NULL);
             ck_assert_ptr_nonnull(other);
             chain_key_pubkey(other, &v->key);
-            chain_key_destroy(other);
+            F.others[F.n_others++] = other;
         }
         snprintf(v->name, sizeof(v->name), "hospital-%u", i);
         v->roles = CHAIN_ROLE_VALIDATOR;
@@ -86,7 +93,7 @@ static void make_network_of(uint32_t interval_ms, uint32_t n_validators) {
     free(g);
 }
 
-static void make_network(uint32_t interval_ms) { make_network_of(interval_ms, 1); }
+static void make_network(uint32_t interval_ms) { make_network_of(interval_ms, 1, 0); }
 
 static void start_node(void) {
     nfx_start(&F.nf);
@@ -112,6 +119,7 @@ static void teardown(void) {
     chain_key_destroy(F.val);
     chain_key_destroy(F.gw);
     chain_key_destroy(F.patient);
+    for (uint32_t i = 0; i < F.n_others; i++) chain_key_destroy(F.others[i]);
     nfx_rm_dir(&F.nf);
 }
 
@@ -215,16 +223,18 @@ static void expect_error(response *r, int status) {
 static void hex(char *out, const void *b, size_t len) { chain_hex(out, b, len); }
 
 /* ------------------------------------------------------------------ txs */
-static size_t make_grant(uint8_t *buf, const char *chain_id, uint64_t nonce, const char *scope) {
+/* patient's grant to the gateway of scope for TREAT, valid for an hour. */
+static size_t grant_of(uint8_t *buf, const char *chain_id, const chain_key *patient, uint64_t nonce,
+                       const char *scope) {
     chain_tx tx;
     memset(&tx, 0, sizeof(tx));
     snprintf(tx.chain_id, sizeof(tx.chain_id), "%s", chain_id);
     tx.type = CHAIN_TX_GRANT;
-    tx.signer = F.patient_pk;
+    chain_key_pubkey(patient, &tx.signer);
     tx.nonce = nonce;
     uint64_t now = (uint64_t)time(NULL);
     tx.created_at = now;
-    tx.body.grant.patient = F.patient_pk;
+    tx.body.grant.patient = tx.signer;
     tx.body.grant.grantee = F.gw_pk;
     tx.body.grant.n_scopes = 1;
     snprintf(tx.body.grant.scopes[0].s, sizeof(chain_code), "%s", scope);
@@ -232,10 +242,14 @@ static size_t make_grant(uint8_t *buf, const char *chain_id, uint64_t nonce, con
     snprintf(tx.body.grant.purposes[0].s, sizeof(chain_code), "TREAT");
     tx.body.grant.not_before = now - 60;
     tx.body.grant.not_after = now + 3600;
-    ck_assert_int_eq(chain_tx_sign(&tx, F.patient), 0);
+    ck_assert_int_eq(chain_tx_sign(&tx, patient), 0);
     size_t len = 0;
     ck_assert_int_eq(chain_tx_encode(buf, CHAIN_TX_BYTES_MAX, &len, &tx), 0);
     return len;
+}
+
+static size_t make_grant(uint8_t *buf, const char *chain_id, uint64_t nonce, const char *scope) {
+    return grant_of(buf, chain_id, F.patient, nonce, scope);
 }
 
 static size_t make_revoke(uint8_t *buf, chain_key *signer, uint64_t nonce, const chain_hash *id) {
@@ -915,37 +929,61 @@ START_TEST(create_refuses_bad_setups) {
 END_TEST
 
 /* ------------------------------------------------------------------ block sync */
+/* A store of F's genesis beside the node's, to build blocks on. */
+static chain_store *builder_open(chain_genesis *g) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/genesis.json", F.nf.dir);
+    ck_assert_int_eq(chain_genesis_load(g, path), 0);
+    snprintf(path, sizeof(path), "%s/builder", F.nf.dir);
+    chain_store *st = NULL;
+    ck_assert_int_eq(chain_store_open(&st, path, g), 0);
+    return st;
+}
+
+/* Builds the next block on st's tip at time_ms holding txs (each must
+ * apply), proposed by validator 0 and certified in view 0 by every validator
+ * of F, commits it to st and encodes it into *enc (malloc'd, *len bytes). */
+static void seal_block(chain_store *st, uint8_t **enc, size_t *len, const chain_genesis *g,
+                       const uint8_t *const *txs, const size_t *lens, size_t n_txs, uint64_t time_ms) {
+    chain_exec *ex = NULL;
+    chain_block b;
+    chain_block_init(&b);
+    ck_assert_int_eq(chain_exec_begin(&ex, st, time_ms), 0);
+    for (size_t i = 0; i < n_txs; i++) ck_assert_int_eq(chain_exec_tx(ex, txs[i], lens[i], 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
+    chain_exec_abort(ex);
+    b.hdr.proposer = g->institutions[0].key;
+    chain_hash bh, msg;
+    chain_header_hash(&b.hdr, &bh);
+    b.cert = (chain_cert){.view = 0, .height = b.hdr.height, .block_hash = bh, .n_sigs = F.n_others + 1};
+    chain_commit_sighash(&msg, g->chain_id, 0, b.hdr.height, &bh);
+    for (uint32_t i = 0; i <= F.n_others; i++) {
+        const chain_key *k = i < F.n_others ? F.others[i] : F.val;
+        chain_key_pubkey(k, &b.cert.sigs[i].validator);
+        ck_assert_int_eq(chain_sign(k, &b.cert.sigs[i].sig, &msg), 0);
+    }
+    ck_assert_int_eq(chain_apply_committed(st, &b), 0);
+    ck_assert_int_eq(chain_block_encode(enc, len, &b), 0);
+    chain_block_free(&b);
+}
+
 /* Certified empty blocks 1..n of F's genesis, encoded, built on a store of
  * their own. */
 static void certified_blocks(uint8_t **enc, size_t *lens, size_t n) {
-    char path[512];
     chain_genesis g;
-    snprintf(path, sizeof(path), "%s/genesis.json", F.nf.dir);
-    ck_assert_int_eq(chain_genesis_load(&g, path), 0);
-    snprintf(path, sizeof(path), "%s/builder", F.nf.dir);
-    chain_store *st = NULL;
-    ck_assert_int_eq(chain_store_open(&st, path, &g), 0);
-    chain_pubkey val;
-    chain_key_pubkey(F.val, &val);
-    for (size_t i = 0; i < n; i++) {
-        chain_exec *ex = NULL;
-        chain_block b;
-        chain_block_init(&b);
-        ck_assert_int_eq(chain_exec_begin(&ex, st, g.time_ms + 1000 * (i + 1)), 0);
-        ck_assert_int_eq(chain_exec_finish(ex, &b), 0);
-        chain_exec_abort(ex);
-        b.hdr.proposer = val;
-        chain_hash bh, msg;
-        chain_header_hash(&b.hdr, &bh);
-        b.cert = (chain_cert){.view = 0, .height = b.hdr.height, .block_hash = bh, .n_sigs = 1};
-        b.cert.sigs[0].validator = val;
-        chain_commit_sighash(&msg, g.chain_id, 0, b.hdr.height, &bh);
-        ck_assert_int_eq(chain_sign(F.val, &b.cert.sigs[0].sig, &msg), 0);
-        ck_assert_int_eq(chain_apply_committed(st, &b), 0);
-        ck_assert_int_eq(chain_block_encode(&enc[i], &lens[i], &b), 0);
-        chain_block_free(&b);
-    }
+    chain_store *st = builder_open(&g);
+    for (size_t i = 0; i < n; i++)
+        seal_block(st, &enc[i], &lens[i], &g, NULL, NULL, 0, g.time_ms + 1000 * (i + 1));
     chain_store_close(st);
+}
+
+/* Stops a node created by nfx_create whose loop the test drives itself. */
+static void stop_driven(void) {
+    node_stop(F.nf.n, NULL, NULL);
+    ck_assert_int_eq(uv_run(&F.nf.loop, UV_RUN_DEFAULT), 0);
+    node_destroy(F.nf.n);
+    F.nf.n = NULL;
+    ck_assert_int_eq(uv_loop_close(&F.nf.loop), 0);
 }
 
 /* A validator that catches up by block sync tells its replica of each
@@ -970,11 +1008,7 @@ START_TEST(synced_run_reaches_the_replica_once) {
     ck_assert_uint_eq(node_on_blocks(n, blocks, lens, 8), 0);   /* stale: nothing */
     ck_assert_uint_eq(node__get_metrics(n)->persist_count, persists + 1);
     for (size_t i = 0; i < N; i++) free(enc[i]);
-    node_stop(n, NULL, NULL);
-    ck_assert_int_eq(uv_run(&F.nf.loop, UV_RUN_DEFAULT), 0);
-    node_destroy(n);
-    F.nf.n = NULL;
-    ck_assert_int_eq(uv_loop_close(&F.nf.loop), 0);
+    stop_driven();
 }
 END_TEST
 
@@ -1030,22 +1064,135 @@ START_TEST(mempool_handed_to_a_validator_whose_link_comes_up) {
     handed.room = 4;
     ck_assert_uint_eq(node_on_peer(n, 1, 1), 3);
     ck_assert_mem_eq(handed.tx[2], tx[2], len[2]);
-    node_stop(n, NULL, NULL);
-    ck_assert_int_eq(uv_run(&F.nf.loop, UV_RUN_DEFAULT), 0);
-    node_destroy(n);
-    F.nf.n = NULL;
-    ck_assert_int_eq(uv_loop_close(&F.nf.loop), 0);
+    stop_driven();
 }
 END_TEST
 
 static void setup_two_validators(void) {
     memset(&F, 0, sizeof(F));
-    make_network_of(60000, 2);
+    make_network_of(60000, 2, 0);
 }
 
 static void setup_unstarted(void) {
     memset(&F, 0, sizeof(F));
     make_network(60000);
+}
+
+/* ------------------------------------------------------------------ backup recheck */
+/* Runs the loop once after a commit: the producer's kick, armed by the
+ * commit (or by the admissions before it), runs a build, which on a backup
+ * is a recheck. A recheck runs at most every view_timeout_ms / 4 of
+ * loop time, so the loop clock is first polled until that much has passed
+ * since the previous run (*last; usually it has, building a block takes
+ * longer). */
+static void run_recheck(uint64_t *last) {
+    uv_loop_t *loop = &F.nf.loop;
+    uint64_t gap = node_get_config(F.nf.n)->view_timeout_ms / 4;
+    do uv_update_time(loop);
+    while (uv_now(loop) - *last < gap);
+    (void)uv_run(loop, UV_RUN_NOWAIT);
+    *last = uv_now(loop);
+}
+
+/* Whether tx h waits in the mempool; if not, its recorded rejection must be
+ * reason. */
+static int waiting(const chain_hash *h, const char *reason) {
+    node *n = F.nf.n;
+    if (node__mempool_find(node__get_mempool(n), h)) return 1;
+    char got[NODE_REASON_MAX];
+    ck_assert_int_eq(node__rejects_find(node__get_rejects(n), got, h), 1);
+    ck_assert_str_eq(got, reason);
+    return 0;
+}
+
+/* A backup re-executes against a new tip only the oldest waiting
+ * transactions, up to NODE_RECHECK_TXS that still apply, and drops those
+ * that no longer do. Patient i's grant (nonce 1) waits at position i; block 1
+ * commits other nonce-1 grants of patients STALE_IN, the last of the
+ * NODE_RECHECK_TXS oldest, and STALE_OUT, which make theirs replays. The
+ * recheck after block 1 drops STALE_IN, then executes exactly
+ * NODE_RECHECK_TXS that apply and stops before STALE_OUT, the next one: a
+ * limit one lower misses STALE_IN, one higher (or none) drops STALE_OUT.
+ * Once block 2 commits all those ahead of STALE_OUT, the recheck after it
+ * drops STALE_OUT. The test drives the unstarted node's loop itself, one
+ * commit at a time, so nothing else builds or rechecks in between. */
+enum { STALE_IN = NODE_RECHECK_TXS - 1, STALE_OUT = NODE_RECHECK_TXS + 1, WAITING = NODE_RECHECK_TXS + 4 };
+
+START_TEST(backup_rechecks_only_the_oldest) {
+    static uint8_t txs[WAITING][CHAIN_TX_BYTES_MAX];
+    static const uint8_t *ptrs[WAITING];
+    static size_t lens[WAITING];
+    static chain_hash hs[WAITING];
+    static chain_key *patients[WAITING];
+    node_config cfg;
+    nfx_config(&F.nf, &cfg);
+    cfg.view_timeout_ms = 10;   /* rechecks at most every 2 ms of loop time */
+    nfx_create_with(&F.nf, &cfg);
+    node *n = F.nf.n;
+    node__status st;
+    node__get_status(n, &st);
+    ck_assert_uint_ne(st.primary, (uint32_t)node_validator_index(n));
+    ck_assert_int_eq(node__is_primary_idle(n), 0);
+    node__mempool *mp = node__get_mempool(n);
+    for (size_t i = 0; i < WAITING; i++) {
+        ck_assert_ptr_nonnull(patients[i] = chain_key_create(NULL));
+        lens[i] = grant_of(txs[i], CHAIN_ID, patients[i], 1, "Observation");
+        ptrs[i] = txs[i];
+        chain_tx_hash(&hs[i], txs[i], lens[i]);
+        ck_assert_int_eq(node_on_tx(n, txs[i], lens[i]), 0);
+    }
+    ck_assert_uint_eq(node__mempool_size(mp), WAITING);
+
+    /* Block 1 spends the nonces of STALE_IN and STALE_OUT. */
+    chain_genesis g;
+    chain_store *builder = builder_open(&g);
+    uint8_t spend[2][CHAIN_TX_BYTES_MAX];
+    const uint8_t *spend_ptrs[2] = {spend[0], spend[1]};
+    size_t spend_lens[2] = {grant_of(spend[0], CHAIN_ID, patients[STALE_IN], 1, "Condition"),
+                            grant_of(spend[1], CHAIN_ID, patients[STALE_OUT], 1, "Condition")};
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    uint64_t now_ms = (uint64_t)time(NULL) * 1000;
+    seal_block(builder, &enc, &enc_len, &g, spend_ptrs, spend_lens, 2, now_ms);
+    ck_assert_uint_eq(node_on_blocks(n, (const uint8_t *const *)&enc, &enc_len, 1), 1);
+    free(enc);
+    ck_assert_uint_eq(node__mempool_size(mp), WAITING);   /* other hashes: still waiting */
+    uint64_t last = 0;
+    run_recheck(&last);
+    const char *replay = chain_strerror(CHAIN_ENONCE);
+    ck_assert_int_eq(waiting(&hs[STALE_IN], replay), 0);
+    ck_assert_int_eq(waiting(&hs[STALE_OUT], replay), 1);
+    ck_assert_uint_eq(node__mempool_size(mp), WAITING - 1);
+    ck_assert_uint_eq(node__get_metrics(n)->txs_rejected, 1);
+
+    /* Block 2 commits the NODE_RECHECK_TXS ahead of STALE_OUT. */
+    const uint8_t *ahead[NODE_RECHECK_TXS];
+    size_t ahead_lens[NODE_RECHECK_TXS], n_ahead = 0;
+    for (size_t i = 0; i < STALE_OUT; i++) {
+        if (i == STALE_IN) continue;
+        ahead[n_ahead] = ptrs[i];
+        ahead_lens[n_ahead++] = lens[i];
+    }
+    ck_assert_uint_eq(n_ahead, NODE_RECHECK_TXS);
+    seal_block(builder, &enc, &enc_len, &g, ahead, ahead_lens, n_ahead, now_ms + 1);
+    ck_assert_uint_eq(node_on_blocks(n, (const uint8_t *const *)&enc, &enc_len, 1), 1);
+    free(enc);
+    chain_store_close(builder);
+    ck_assert_uint_eq(node__mempool_size(mp), WAITING - 1 - NODE_RECHECK_TXS);
+    ck_assert_int_eq(waiting(&hs[STALE_OUT], replay), 1);
+    run_recheck(&last);
+    ck_assert_int_eq(waiting(&hs[STALE_OUT], replay), 0);
+    for (size_t i = STALE_OUT + 1; i < WAITING; i++) ck_assert_int_eq(waiting(&hs[i], replay), 1);
+    ck_assert_uint_eq(node__mempool_size(mp), WAITING - 1 - NODE_RECHECK_TXS - 1);
+    ck_assert_uint_eq(node__get_metrics(n)->txs_rejected, 2);
+    for (size_t i = 0; i < WAITING; i++) chain_key_destroy(patients[i]);
+    stop_driven();
+}
+END_TEST
+
+static void setup_backup(void) {
+    memset(&F, 0, sizeof(F));
+    make_network_of(60000, OTHERS_MAX + 1, 1);
 }
 
 /* ------------------------------------------------------------------ units */
@@ -1189,6 +1336,11 @@ static Suite *node_suite(void) {
     tcase_set_timeout(peers, 60);
     tcase_add_test(peers, mempool_handed_to_a_validator_whose_link_comes_up);
     suite_add_tcase(s, peers);
+    TCase *backup = tcase_create("backup");
+    tcase_add_checked_fixture(backup, setup_backup, teardown);
+    tcase_set_timeout(backup, 60);
+    tcase_add_test(backup, backup_rechecks_only_the_oldest);
+    suite_add_tcase(s, backup);
     return s;
 }
 
