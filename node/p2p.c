@@ -625,7 +625,7 @@ size_t node_p2p_gossip_tx(node_p2p *p, const uint8_t *tx, size_t len) {
 }
 
 int node_p2p_send_tx(node_p2p *p, uint32_t to, const uint8_t *tx, size_t len) {
-    if (p->self_index < 0 || to >= p->g->n_validators || (int)to == p->self_index) return NODE_EINVAL;
+    if (to >= p->g->n_validators || (int)to == p->self_index) return NODE_EINVAL;
     if (tx == NULL || len == 0 || len > CHAIN_TX_BYTES_MAX) return NODE_EINVAL;
     if (p->stopping) return NODE_ESTOPPED;
     node__p2p_conn *c = p->peers[to].link;

@@ -176,10 +176,11 @@ size_t node_p2p_broadcast_consensus(node_p2p *p, const uint8_t *msg, size_t len)
  * links got it (0 if seen before or too large). */
 size_t node_p2p_gossip_tx(node_p2p *p, const uint8_t *tx, size_t len);
 /* Hands one mempool transaction to validator `to` alone, when its link
- * comes up (it may have missed the gossip while the link was down). 0;
- * NODE_EIO if no link to it is up; NODE_EFULL once the link's send queue
- * is half full, so a hand-over never costs the link (a full queue drops
- * it); NODE_EINVAL for a bad index or size, or on a full node. */
+ * comes up (it may have missed the gossip while the link was down; a full
+ * node's pending txs may have reached no validator). 0; NODE_EIO if no
+ * link to it is up; NODE_EFULL once the link's send queue is half full, so
+ * a hand-over never costs the link (a full queue drops it); NODE_EINVAL
+ * for a bad index or size. */
 int node_p2p_send_tx(node_p2p *p, uint32_t to, const uint8_t *tx, size_t len) NODE_WUR;
 /* Our committed height: told to every peer (a Status), and the base of
  * block sync. Call at start and after every commit. */

@@ -866,6 +866,12 @@ START_TEST(test_full_node_follows_by_status) {
     ck_assert(tx_counts(net, want));
     for (int i = 0; i < 4; i++) ck_assert_uint_eq(stats(net, i).txs_relayed, 3);
     ck_assert(!dups_at_least(net, &(uint64_t){13}));
+    /* A full node hands a pending tx to one validator, which passes it on
+     * as it does the full node's gossip. */
+    ck_assert_int_eq(node_p2p_send_tx(net->n[5].p, 0, (const uint8_t *)"tx3", 3), 0);
+    int want3[] = {2, 3, 3, 3};
+    ck_assert(run_until(net, tx_counts, want3, WAIT_MS));
+    ck_assert_int_eq(node_p2p_send_tx(net->n[5].p, 4, (const uint8_t *)"tx3", 3), NODE_EINVAL);
     net_free(net);
 }
 END_TEST
