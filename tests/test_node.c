@@ -1296,6 +1296,15 @@ START_TEST(mempool_bounds_dedup_and_nonces) {
 }
 END_TEST
 
+/* A case of one test with its own fixture. */
+static void add_case(Suite *s, const char *name, void (*before)(void), int timeout_s, const TTest *test) {
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, before, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
 static Suite *node_suite(void) {
     Suite *s = suite_create("node");
     TCase *units = tcase_create("units");
@@ -1321,26 +1330,10 @@ static Suite *node_suite(void) {
     tcase_add_test(live, restart_keeps_chain_and_nonces);
     tcase_add_test(live, create_refuses_bad_setups);
     suite_add_tcase(s, live);
-    TCase *slow = tcase_create("pending");
-    tcase_add_checked_fixture(slow, setup_slow, teardown);
-    tcase_set_timeout(slow, 120);
-    tcase_add_test(slow, pending_nonces_and_duplicates);
-    suite_add_tcase(s, slow);
-    TCase *sync = tcase_create("sync");
-    tcase_add_checked_fixture(sync, setup_unstarted, teardown);
-    tcase_set_timeout(sync, 60);
-    tcase_add_test(sync, synced_run_reaches_the_replica_once);
-    suite_add_tcase(s, sync);
-    TCase *peers = tcase_create("peers");
-    tcase_add_checked_fixture(peers, setup_two_validators, teardown);
-    tcase_set_timeout(peers, 60);
-    tcase_add_test(peers, mempool_handed_to_a_validator_whose_link_comes_up);
-    suite_add_tcase(s, peers);
-    TCase *backup = tcase_create("backup");
-    tcase_add_checked_fixture(backup, setup_backup, teardown);
-    tcase_set_timeout(backup, 60);
-    tcase_add_test(backup, backup_rechecks_only_the_oldest);
-    suite_add_tcase(s, backup);
+    add_case(s, "pending", setup_slow, 120, pending_nonces_and_duplicates);
+    add_case(s, "sync", setup_unstarted, 60, synced_run_reaches_the_replica_once);
+    add_case(s, "peers", setup_two_validators, 60, mempool_handed_to_a_validator_whose_link_comes_up);
+    add_case(s, "backup", setup_backup, 60, backup_rechecks_only_the_oldest);
     return s;
 }
 

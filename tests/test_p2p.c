@@ -1008,8 +1008,7 @@ START_TEST(test_send_tx_hands_over_to_one_peer) {
     c.send_queue_bytes_max = 256 * 1024;
     start_cfg(net, 0, &c, 0);
     start(net, 1, 0);
-    int two = 2;
-    ck_assert(run_until(net, all_connected, &two, WAIT_MS));
+    connect_all(net, 2);
     uint8_t tx[100];
     for (size_t i = 0; i < sizeof tx; i++) tx[i] = (uint8_t)(i * 7);
     ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 2, tx, sizeof tx), NODE_EIO);   /* 2 not up */
