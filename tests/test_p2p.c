@@ -999,16 +999,23 @@ static int slot_dups_at_least(tnet *net, const void *arg) {
     return stats(net, a[0]).tx_dups >= (uint64_t)a[1];
 }
 
-/* A hand-over goes to one validator only, is not remembered as seen by
- * the sender, and stops at half the send queue instead of costing the
- * link. */
-START_TEST(test_send_tx_hands_over_to_one_peer) {
-    tnet *net = net_new(3);
+/* Validators 0 and 1 of n linked, 0 with a 256 KiB send queue; the loop
+ * does not run between sends, so nothing drains until the test says. */
+static tnet *small_queue_pair(uint32_t n) {
+    tnet *net = net_new(n);
     node_p2p_config c = node_cfg(net, &net->n[0], NULL, 0);
     c.send_queue_bytes_max = 256 * 1024;
     start_cfg(net, 0, &c, 0);
     start(net, 1, 0);
     connect_all(net, 2);
+    return net;
+}
+
+/* A hand-over goes to one validator only, is not remembered as seen by
+ * the sender, and stops at half the send queue instead of costing the
+ * link. */
+START_TEST(test_send_tx_hands_over_to_one_peer) {
+    tnet *net = small_queue_pair(3);
     uint8_t tx[100];
     for (size_t i = 0; i < sizeof tx; i++) tx[i] = (uint8_t)(i * 7);
     ck_assert_int_eq(node_p2p_send_tx(net->n[0].p, 2, tx, sizeof tx), NODE_EIO);   /* 2 not up */
@@ -1047,12 +1054,7 @@ START_TEST(test_send_tx_hands_over_to_one_peer) {
 END_TEST
 
 START_TEST(test_send_queue_overflow_drops_link) {
-    tnet *net = net_new(2);
-    node_p2p_config c = node_cfg(net, &net->n[0], NULL, 0);
-    c.send_queue_bytes_max = 256 * 1024;
-    start_cfg(net, 0, &c, 0);
-    start(net, 1, 0);
-    connect_all(net, 2);
+    tnet *net = small_queue_pair(2);
     static uint8_t msg[64 * 1024];
     int rc = 0, i;
     /* Nothing drains while the loop does not run, so the queue grows. */
