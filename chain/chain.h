@@ -575,9 +575,10 @@ int chain_apply_committed_unsynced(chain_store *st, const chain_block *b,
  * certificate against g and its txs' signatures, in block order, on up to
  * threads - 1 helper threads (1..CHAIN_VERIFY_THREADS_MAX; a short run
  * starts none), while the caller applies the blocks one by one with
- * chain_apply_checked. blocks[0..n) must stay unchanged until
- * chain_blocks_check_end. Returns CHAIN_OK (*out set), CHAIN_EINVAL,
- * CHAIN_EBOUNDS (a block over CHAIN_BLOCK_TXS_MAX txs) or CHAIN_ENOMEM. */
+ * chain_apply_checked and writes them with chain_blocks_check_write.
+ * blocks[0..n) must stay unchanged until chain_blocks_check_end. Returns
+ * CHAIN_OK (*out set), CHAIN_EINVAL, CHAIN_EBOUNDS (a block over
+ * CHAIN_BLOCK_TXS_MAX txs) or CHAIN_ENOMEM. */
 typedef struct chain_blocks_check chain_blocks_check;
 int chain_blocks_check_start(chain_blocks_check **out, const chain_genesis *g, const chain_block *blocks,
                              size_t n, unsigned threads) CHAIN_WUR;
@@ -586,11 +587,28 @@ int chain_blocks_check_start(chain_blocks_check **out, const chain_genesis *g, c
  * CHAIN_ECERT) and sets *sig_ok to its per-tx flags (as chain_txs_verify's,
  * valid until chain_blocks_check_end). */
 int chain_blocks_check_wait(chain_blocks_check *c, size_t i, const uint8_t **sig_ok) CHAIN_WUR;
-/* chain_apply_committed_unsynced of block i of c, with the checks c made:
- * CHAIN_ECERT if its certificate does not verify, CHAIN_EINVAL unless c
- * was started with g = chain_store_genesis(st). */
+/* Executes block i of c, with the checks c made, on top of the store and
+ * the blocks of c applied before it and not yet written, and checks its
+ * header (state root included) as chain_exec_block does. The store does
+ * not move: the block waits, in memory, for chain_blocks_check_write.
+ * CHAIN_ECERT if its certificate does not verify, CHAIN_ESTATE if the
+ * store moved since the unwritten blocks were applied, CHAIN_EINVAL
+ * unless c was started with g = chain_store_genesis(st); on any error the
+ * unwritten blocks stay as they were. */
 int chain_apply_checked(chain_store *st, chain_blocks_check *c, size_t i) CHAIN_WUR;
-/* Stops the helpers (waiting for items in progress) and frees c; NULL ok. */
+/* Blocks applied and not yet written (0 for NULL); *txs (if not NULL)
+ * their txs, so a caller can bound what waits in memory. */
+size_t chain_blocks_check_unwritten(const chain_blocks_check *c, size_t *txs);
+/* Writes the unwritten blocks, unsynced as chain_apply_committed_unsynced,
+ * in one WriteBatch: the blocks, their tx index, the state as the last one
+ * left it and only the tree pages its root reaches (pages an earlier block
+ * of the batch wrote and a later one replaced are never stored, so only
+ * the last block's state root can be proved against). Then the store's
+ * tip is the last of them. CHAIN_ESTATE if the store moved since they
+ * were applied (they are kept; chain_blocks_check_end drops them). */
+int chain_blocks_check_write(chain_store *st, chain_blocks_check *c) CHAIN_WUR;
+/* Stops the helpers (waiting for items in progress) and frees c, dropping
+ * blocks applied and not written; NULL ok. */
 void chain_blocks_check_end(chain_blocks_check *c);
 
 #ifdef __cplusplus

@@ -134,14 +134,55 @@ void chain__store_smt_backend(chain_store *st, chain__smt_backend *out);
 /* The store's cache of decoded tree pages (for backends over the store). */
 chain__smt_cache *chain__store_smt_cache(chain_store *st);
 uint64_t chain__store_tip_time_ms(const chain_store *st);
-/* store.c: writes block b (hash block_hash, post-state root) with every
+/* store.c: writes blocks[0..n) (consecutive, the first at the tip + 1;
+ * last_hash is the last one's hash, its state root the new one) with every
  * change in `state` and every node in `nodes` in one WriteBatch, synced
  * unless sync is 0 (block sync: see the comment in store.c), then moves
  * the tip. */
-int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
-                        const chain__map *state, const chain__map *nodes, int sync);
-/* exec.c: chain_apply_committed_unsynced for a block whose certificate the
- * caller has verified against st's genesis (verify.c, chain_apply_checked). */
-int chain__apply_certified(chain_store *st, const chain_block *b, const uint8_t *sig_checked);
+int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_t n,
+                        const chain_hash *last_hash, const chain__map *state, const chain__map *nodes,
+                        int sync);
+
+/* The tip a block builds on. */
+typedef struct {
+    uint64_t height;
+    uint64_t time_ms;
+    chain_hash hash;
+    chain_hash state_root;
+} chain__tip;
+/* store.c: the committed tip. */
+void chain__store_tip(const chain_store *st, chain__tip *out);
+
+/* What blocks executed on top of the store and not yet written leave for
+ * the next one (run.c): their merged state changes (NULL value: deleted),
+ * their tree pages, and the tip they lead to. */
+typedef struct {
+    chain__tip tip;
+    const chain__map *state;
+    const chain__map *nodes;
+} chain__base;
+/* exec.c: chain_exec_block on top of base (NULL: the store alone). Such an
+ * exec cannot be committed; chain__exec_take moves its results out. */
+int chain__exec_block_on(chain_exec **out, chain_store *st, const chain__base *base,
+                         const chain_block *b, const uint8_t *sig_checked);
+/* exec.c: moves a sealed exec's state changes into state and its new tree
+ * pages into nodes (replacing equal keys). On error the maps may hold part
+ * of them. */
+int chain__exec_take(chain_exec *ex, chain__map *state, chain__map *nodes);
+
+/* run.c: a run of synced blocks executed one on top of the other in memory
+ * and written in one batch (see run.c for why). Blocks passed to
+ * chain__run_apply must stay unchanged until the run is written or
+ * destroyed. */
+typedef struct chain__run chain__run;
+chain__run *chain__run_create(void);
+void chain__run_destroy(chain__run *r);   /* drops unwritten blocks */
+/* Executes b (certificate already verified) on top of the store and the
+ * run's unwritten blocks; CHAIN_ESTATE if the store moved under them. */
+int chain__run_apply(chain__run *r, chain_store *st, const chain_block *b, const uint8_t *sig_checked);
+/* Unwritten blocks; *txs (if not NULL) their txs. */
+size_t chain__run_unwritten(const chain__run *r, size_t *txs);
+/* Writes the unwritten blocks unsynced, as chain__store_commit. */
+int chain__run_write(chain__run *r, chain_store *st);
 
 #endif

@@ -35,11 +35,13 @@
 
 struct chain_exec {
     chain_store *st;
+    const chain__base *base;   /* NULL: the block builds on the store alone */
     const chain_genesis *g;
     uint64_t height;
     uint64_t time_ms;
     uint64_t time_s;
     chain_hash prev_hash;
+    chain_hash prev_root;
     chain__map *overlay;
     chain__map *scratch;
     chain__map *nodes;
@@ -62,7 +64,8 @@ static int key_eq(const chain_pubkey *a, const chain_pubkey *b)
 static int ex_get(chain_exec *ex, uint8_t **val, size_t *len, const uint8_t *key, size_t klen)
 {
     chain__map_entry e;
-    if (chain__map_get(ex->scratch, &e, key, klen) || chain__map_get(ex->overlay, &e, key, klen)) {
+    if (chain__map_get(ex->scratch, &e, key, klen) || chain__map_get(ex->overlay, &e, key, klen) ||
+        (ex->base != NULL && chain__map_get(ex->base->state, &e, key, klen))) {
         if (e.val == NULL) return CHAIN_ENOTFOUND;
         uint8_t *copy = malloc(e.vlen ? e.vlen : 1);
         if (copy == NULL) return CHAIN_ENOMEM;
@@ -468,18 +471,28 @@ int chain_exec_tx(chain_exec *ex, const uint8_t *tx, size_t len, int sig_checked
 
 /* ------------------------------------------------------------------ lifecycle */
 
-int chain_exec_begin(chain_exec **out, chain_store *st, uint64_t time_ms)
+/* The tip a block builds on: base's, or the store's. */
+static void tip_of(chain_store *st, const chain__base *base, chain__tip *out)
 {
-    if (out == NULL || st == NULL) return CHAIN_EINVAL;
-    if (time_ms < chain__store_tip_time_ms(st)) return CHAIN_ETIME;
+    if (base != NULL) *out = base->tip;
+    else chain__store_tip(st, out);
+}
+
+static int exec_begin(chain_exec **out, chain_store *st, const chain__base *base, uint64_t time_ms)
+{
+    chain__tip tip;
+    tip_of(st, base, &tip);
+    if (time_ms < tip.time_ms) return CHAIN_ETIME;
     chain_exec *ex = calloc(1, sizeof *ex);
     if (ex == NULL) return CHAIN_ENOMEM;
     ex->st = st;
+    ex->base = base;
     ex->g = chain_store_genesis(st);
-    ex->height = chain_store_height(st) + 1;
+    ex->height = tip.height + 1;
     ex->time_ms = time_ms;
     ex->time_s = time_ms / 1000;
-    chain_store_tip_hash(st, &ex->prev_hash);
+    ex->prev_hash = tip.hash;
+    ex->prev_root = tip.state_root;
     chain_block_init(&ex->blk);
     ex->overlay = chain__map_create(OVERLAY_MAX);
     ex->scratch = chain__map_create(SCRATCH_MAX);
@@ -493,6 +506,12 @@ int chain_exec_begin(chain_exec **out, chain_store *st, uint64_t time_ms)
     return CHAIN_OK;
 }
 
+int chain_exec_begin(chain_exec **out, chain_store *st, uint64_t time_ms)
+{
+    if (out == NULL || st == NULL) return CHAIN_EINVAL;
+    return exec_begin(out, st, NULL, time_ms);
+}
+
 void chain_exec_abort(chain_exec *ex)
 {
     if (ex == NULL) return;
@@ -504,12 +523,14 @@ void chain_exec_abort(chain_exec *ex)
     free(ex);
 }
 
-/* State-tree backend of a block: its own new nodes, then committed ones. */
+/* State-tree backend of a block: its own new nodes, then its base's, then
+ * committed ones. */
 static int nodes_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
 {
     chain_exec *ex = arg;
     chain__map_entry e;
-    if (chain__map_get(ex->nodes, &e, key->b, CHAIN_HASH_LEN)) {
+    if (chain__map_get(ex->nodes, &e, key->b, CHAIN_HASH_LEN) ||
+        (ex->base != NULL && chain__map_get(ex->base->nodes, &e, key->b, CHAIN_HASH_LEN))) {
         uint8_t *copy = malloc(e.vlen ? e.vlen : 1);
         if (copy == NULL) return CHAIN_ENOMEM;
         memcpy(copy, e.val, e.vlen);
@@ -545,10 +566,8 @@ static int state_root(chain_exec *ex, chain_hash *root)
         m++;
     }
     assert(m <= n);
-    chain_hash prev_root;
-    chain_store_state_root(ex->st, &prev_root);
     chain__smt_backend be = {ex, nodes_get, nodes_put, chain__store_smt_cache(ex->st)};
-    if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, &prev_root, m, keys, vp);
+    if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, &ex->prev_root, m, keys, vp);
     free(keys);
     free(vals);
     free(vp);
@@ -625,7 +644,7 @@ static int header_matches(const chain_header *h, const chain_header *want)
 
 static int exec_commit(chain_exec *ex, const chain_block *b, int sync)
 {
-    if (ex->committed) return CHAIN_ESTATE;
+    if (ex->committed || ex->base != NULL) return CHAIN_ESTATE;
     int rc = seal(ex);
     if (rc != CHAIN_OK) return rc;
     /* The store moved since begin (another block committed): stale. */
@@ -636,7 +655,7 @@ static int exec_commit(chain_exec *ex, const chain_block *b, int sync)
     if (!header_matches(&b->hdr, &ex->hdr) || !same_txs(ex, b)) return CHAIN_EBLOCK;
     chain_hash bh;
     chain_header_hash(&b->hdr, &bh);
-    rc = chain__store_commit(ex->st, b, &bh, ex->overlay, ex->nodes, sync);
+    rc = chain__store_commit(ex->st, &b, 1, &bh, ex->overlay, ex->nodes, sync);
     if (rc == CHAIN_OK) ex->committed = 1;
     return rc;
 }
@@ -651,29 +670,30 @@ int chain_exec_commit(chain_exec *ex, const chain_block *b)
 
 /* The header links to the tip: chain id, height, previous hash, time not
  * before the tip's, validator set. */
-static int header_links(chain_store *st, const chain_header *h)
+static int header_links(chain_store *st, const chain__base *base, const chain_header *h)
 {
     const chain_genesis *g = chain_store_genesis(st);
-    chain_hash tip, vs;
-    chain_store_tip_hash(st, &tip);
+    chain__tip tip;
+    chain_hash vs;
+    tip_of(st, base, &tip);
     chain_genesis_valset_hash(g, &vs);
     if (strncmp(h->chain_id, g->chain_id, sizeof h->chain_id) != 0) return CHAIN_EBLOCK;
-    if (h->height != chain_store_height(st) + 1) return CHAIN_EBLOCK;
-    if (!hash_eq(&h->prev_hash, &tip)) return CHAIN_EBLOCK;
-    if (h->time_ms < chain__store_tip_time_ms(st)) return CHAIN_EBLOCK;
+    if (h->height != tip.height + 1) return CHAIN_EBLOCK;
+    if (!hash_eq(&h->prev_hash, &tip.hash)) return CHAIN_EBLOCK;
+    if (h->time_ms < tip.time_ms) return CHAIN_EBLOCK;
     if (!hash_eq(&h->valset_hash, &vs)) return CHAIN_EBLOCK;
     return CHAIN_OK;
 }
 
-int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
-                     const uint8_t *sig_checked)
+int chain__exec_block_on(chain_exec **out, chain_store *st, const chain__base *base,
+                         const chain_block *b, const uint8_t *sig_checked)
 {
     if (out == NULL || st == NULL || b == NULL) return CHAIN_EINVAL;
     if (b->n_txs > CHAIN_BLOCK_TXS_MAX) return CHAIN_EBOUNDS;
-    int rc = header_links(st, &b->hdr);
+    int rc = header_links(st, base, &b->hdr);
     if (rc != CHAIN_OK) return rc;
     chain_exec *ex = NULL;
-    if ((rc = chain_exec_begin(&ex, st, b->hdr.time_ms)) != CHAIN_OK) return rc;
+    if ((rc = exec_begin(&ex, st, base, b->hdr.time_ms)) != CHAIN_OK) return rc;
     for (uint32_t i = 0; i < b->n_txs && rc == CHAIN_OK; i++)
         rc = chain_exec_tx(ex, b->txs[i], b->tx_lens[i], sig_checked ? sig_checked[i] : 0);
     if (rc == CHAIN_OK) rc = seal(ex);
@@ -686,13 +706,26 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
     return CHAIN_OK;
 }
 
-/* cert_checked: the caller verified b's certificate against this store's
- * genesis (chain_apply_checked). */
-static int apply_committed(chain_store *st, const chain_block *b, const uint8_t *sig_checked, int sync,
-                           int cert_checked)
+int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
+                     const uint8_t *sig_checked)
+{
+    return chain__exec_block_on(out, st, NULL, b, sig_checked);
+}
+
+int chain__exec_take(chain_exec *ex, chain__map *state, chain__map *nodes)
+{
+    if (!ex->sealed || ex->broken || ex->committed) return CHAIN_ESTATE;
+    int rc = chain__map_merge(state, ex->overlay);
+    if (rc == CHAIN_OK) rc = chain__map_merge(nodes, ex->nodes);
+    if (rc != CHAIN_OK) ex->broken = 1;
+    else ex->committed = 1;
+    return rc;
+}
+
+static int apply_committed(chain_store *st, const chain_block *b, const uint8_t *sig_checked, int sync)
 {
     if (st == NULL || b == NULL) return CHAIN_EINVAL;
-    int rc = cert_checked ? CHAIN_OK : chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
+    int rc = chain_cert_verify(&b->cert, chain_store_genesis(st), &b->hdr);
     if (rc != CHAIN_OK) return rc;
     chain_exec *ex = NULL;
     if ((rc = chain_exec_block(&ex, st, b, sig_checked)) != CHAIN_OK) return rc;
@@ -703,15 +736,10 @@ static int apply_committed(chain_store *st, const chain_block *b, const uint8_t 
 
 int chain_apply_committed(chain_store *st, const chain_block *b)
 {
-    return apply_committed(st, b, NULL, 1, 0);
+    return apply_committed(st, b, NULL, 1);
 }
 
 int chain_apply_committed_unsynced(chain_store *st, const chain_block *b, const uint8_t *sig_checked)
 {
-    return apply_committed(st, b, sig_checked, 0, 0);
-}
-
-int chain__apply_certified(chain_store *st, const chain_block *b, const uint8_t *sig_checked)
-{
-    return apply_committed(st, b, sig_checked, 0, 1);
+    return apply_committed(st, b, sig_checked, 0);
 }

@@ -13,8 +13,9 @@
  * Durability: a block, its tx index entries, all its state changes, its new
  * tree nodes and the new tip go in ONE WriteBatch written with sync=1, so a
  * kill -9 leaves either the whole block or none of it, and the WAL is
- * fsynced once per block rather than once per tx. The first open writes the
- * genesis state (its institutions) the same way.
+ * fsynced once per block rather than once per tx. A run of synced blocks
+ * is written the same way, many blocks in one batch (run.c). The first
+ * open writes the genesis state (its institutions) the same way.
  *
  * Reads: one LRU block cache shared by all column families (512 MiB by
  * default; the environment variable CONSENT_BLOCK_CACHE_MB sets it in MiB,
@@ -625,6 +626,14 @@ void chain_store_state_root(const chain_store *st, chain_hash *out)
     *out = st->state_root;
 }
 
+void chain__store_tip(const chain_store *st, chain__tip *out)
+{
+    out->height = st->height;
+    out->time_ms = st->tip_time_ms;
+    out->hash = st->tip_hash;
+    out->state_root = st->state_root;
+}
+
 /* ------------------------------------------------------------------ commit */
 
 /* An unsynced commit (sync = 0) is still one atomic WriteBatch appended to
@@ -637,6 +646,7 @@ void chain_store_state_root(const chain_store *st, chain_hash *out)
  * synced as a whole. */
 typedef struct {
     chain_hash txid;
+    uint64_t height;
     uint32_t pos;
 } txindex_entry;
 
@@ -646,51 +656,74 @@ static int txindex_cmp(const void *x, const void *y)
     return memcmp(a->txid.b, b->txid.b, CHAIN_HASH_LEN);
 }
 
-/* txid -> (height, position), in txid order when memory allows (see
- * entries_sorted). */
-static void batch_add_txindex(rocksdb_writebatch_t *wb, chain_store *st, const chain_block *b)
+static void txindex_put(rocksdb_writebatch_t *wb, chain_store *st, const txindex_entry *e)
 {
-    txindex_entry one, *v = b->n_txs > 1 ? malloc(b->n_txs * sizeof *v) : NULL;
-    uint32_t n = v != NULL ? b->n_txs : 0;
-    for (uint32_t i = 0; i < n; i++) {
-        chain_tx_hash(&v[i].txid, b->txs[i], b->tx_lens[i]);
-        v[i].pos = i;
-    }
-    if (n > 1) qsort(v, n, sizeof *v, txindex_cmp);
-    for (uint32_t i = 0; i < b->n_txs; i++) {
-        const txindex_entry *e = &one;
-        if (v != NULL) e = &v[i];
-        else {
-            chain_tx_hash(&one.txid, b->txs[i], b->tx_lens[i]);
-            one.pos = i;
+    uint8_t loc[12];
+    chain__put_u64be(loc, e->height);
+    chain__put_u32be(loc + 8, e->pos);
+    rocksdb_writebatch_put_cf(wb, st->cf[CF_TXINDEX], (const char *)e->txid.b, CHAIN_HASH_LEN,
+                              (const char *)loc, sizeof loc);
+}
+
+/* txid -> (height, position) for every tx of the blocks, in txid order
+ * when memory allows (see entries_sorted). */
+static void batch_add_txindex(rocksdb_writebatch_t *wb, chain_store *st, const chain_block *const *blocks,
+                              size_t n_blocks)
+{
+    size_t n = 0, k = 0;
+    for (size_t j = 0; j < n_blocks; j++) n += blocks[j]->n_txs;
+    txindex_entry *v = n > 1 ? malloc(n * sizeof *v) : NULL;
+    for (size_t j = 0; j < n_blocks; j++) {
+        const chain_block *b = blocks[j];
+        for (uint32_t i = 0; i < b->n_txs; i++) {
+            txindex_entry one, *e = v != NULL ? &v[k++] : &one;
+            chain_tx_hash(&e->txid, b->txs[i], b->tx_lens[i]);
+            e->height = b->hdr.height;
+            e->pos = i;
+            if (v == NULL) txindex_put(wb, st, e);
         }
-        uint8_t loc[12];
-        chain__put_u64be(loc, b->hdr.height);
-        chain__put_u32be(loc + 8, e->pos);
-        rocksdb_writebatch_put_cf(wb, st->cf[CF_TXINDEX], (const char *)e->txid.b, CHAIN_HASH_LEN,
-                                  (const char *)loc, sizeof loc);
     }
+    if (v == NULL) return;
+    qsort(v, n, sizeof *v, txindex_cmp);
+    for (size_t i = 0; i < n; i++) txindex_put(wb, st, &v[i]);
     free(v);
 }
 
-int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash *block_hash,
-                        const chain__map *state, const chain__map *nodes, int sync)
+static int batch_add_blocks(rocksdb_writebatch_t *wb, chain_store *st, const chain_block *const *blocks,
+                            size_t n)
 {
-    assert(b->hdr.height == st->height + 1);
-    assert(memcmp(b->hdr.prev_hash.b, st->tip_hash.b, CHAIN_HASH_LEN) == 0);
-    uint8_t *enc = NULL;
-    size_t enc_len = 0;
-    int rc = chain_block_encode(&enc, &enc_len, b);
-    if (rc != CHAIN_OK) return rc;
-    uint8_t hkey[8], tip[TIP_BYTES];
-    chain__put_u64be(hkey, b->hdr.height);
+    for (size_t j = 0; j < n; j++) {
+        const chain_block *b = blocks[j];
+        uint8_t *enc = NULL, hkey[8];
+        size_t enc_len = 0;
+        int rc = chain_block_encode(&enc, &enc_len, b);
+        if (rc != CHAIN_OK) return rc;
+        chain__put_u64be(hkey, b->hdr.height);
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_BLOCKS], (const char *)hkey, sizeof hkey,
+                                  (const char *)enc, enc_len);
+        free(enc);
+    }
+    return CHAIN_OK;
+}
+
+int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_t n,
+                        const chain_hash *last_hash, const chain__map *state, const chain__map *nodes,
+                        int sync)
+{
+    assert(n > 0 && blocks[0]->hdr.height == st->height + 1);
+    assert(memcmp(blocks[0]->hdr.prev_hash.b, st->tip_hash.b, CHAIN_HASH_LEN) == 0);
+    const chain_block *b = blocks[n - 1];
+    assert(b->hdr.height == st->height + n);
+    uint8_t tip[TIP_BYTES];
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    rocksdb_writebatch_put_cf(wb, st->cf[CF_BLOCKS], (const char *)hkey, sizeof hkey,
-                              (const char *)enc, enc_len);
-    free(enc);
-    batch_add_txindex(wb, st, b);
+    int rc = batch_add_blocks(wb, st, blocks, n);
+    if (rc != CHAIN_OK) {
+        rocksdb_writebatch_destroy(wb);
+        return rc;
+    }
+    batch_add_txindex(wb, st, blocks, n);
     batch_add_state(wb, st, state, nodes);
-    tip_encode(tip, b->hdr.height, block_hash, &b->hdr.state_root, b->hdr.time_ms);
+    tip_encode(tip, b->hdr.height, last_hash, &b->hdr.state_root, b->hdr.time_ms);
     rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TIP, strlen(META_TIP), (const char *)tip,
                               sizeof tip);
     char *err = NULL;
@@ -701,7 +734,7 @@ int chain__store_commit(chain_store *st, const chain_block *b, const chain_hash 
     inst_cache_commit(st, state);
     /* Only a written block moves the cached tip. */
     st->height = b->hdr.height;
-    st->tip_hash = *block_hash;
+    st->tip_hash = *last_hash;
     st->state_root = b->hdr.state_root;
     st->tip_time_ms = b->hdr.time_ms;
     return CHAIN_OK;

@@ -145,6 +145,7 @@ struct chain_blocks_check {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     chain_tx *t;              /* the caller's scratch tx */
+    chain__run *run;          /* blocks applied, not yet written */
 };
 
 static void block_item(pool *p, size_t k, chain_tx *t)
@@ -175,6 +176,7 @@ static void check_free(chain_blocks_check *c)
     free(c->cert_rc);
     free(c->left);
     free(c->t);
+    chain__run_destroy(c->run);
     free(c);
 }
 
@@ -207,9 +209,10 @@ int chain_blocks_check_start(chain_blocks_check **out, const chain_genesis *g, c
     c->cert_rc = malloc((n ? n : 1) * sizeof *c->cert_rc);
     c->left = malloc((n ? n : 1) * sizeof *c->left);
     c->t = malloc(sizeof *c->t);
+    c->run = chain__run_create();
     int mu = pthread_mutex_init(&c->mu, NULL) == 0;
     int cv = mu && pthread_cond_init(&c->cv, NULL) == 0;
-    if (!c->first || !c->block_of || !c->ok || !c->cert_rc || !c->left || !c->t || !mu || !cv) {
+    if (!c->first || !c->block_of || !c->ok || !c->cert_rc || !c->left || !c->t || !c->run || !mu || !cv) {
         if (cv) pthread_cond_destroy(&c->cv);
         if (mu) pthread_mutex_destroy(&c->mu);
         check_free(c);
@@ -249,5 +252,20 @@ int chain_apply_checked(chain_store *st, chain_blocks_check *c, size_t i)
     const uint8_t *ok;
     int rc = chain_blocks_check_wait(c, i, &ok);
     if (rc != CHAIN_OK) return rc;
-    return chain__apply_certified(st, &c->blocks[i], ok);
+    return chain__run_apply(c->run, st, &c->blocks[i], ok);
+}
+
+size_t chain_blocks_check_unwritten(const chain_blocks_check *c, size_t *txs)
+{
+    if (c == NULL) {
+        if (txs != NULL) *txs = 0;
+        return 0;
+    }
+    return chain__run_unwritten(c->run, txs);
+}
+
+int chain_blocks_check_write(chain_store *st, chain_blocks_check *c)
+{
+    if (st == NULL || c == NULL || c->g != chain_store_genesis(st)) return CHAIN_EINVAL;
+    return chain__run_write(c->run, st);
 }

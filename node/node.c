@@ -563,31 +563,60 @@ size_t node_on_peer(node *n, uint32_t peer, int up) {
     return sent;
 }
 
-/* Applies a decoded synced block if it is the next height: durably, or,
- * when ck is not NULL, as block i of that background check with its write
- * unsynced; then node_on_blocks tells the replica once the run is durable. */
-static int on_decoded(node *n, const chain_block *b, chain_blocks_check *ck, size_t i) {
+/* The node's part of a synced block the store now holds. */
+static void after_synced(node *n, const chain_block *b, double apply_s) {
+    held_block *h = held_find(n->commits, NODE_PENDING_COMMITS_MAX, b->hdr.height);
+    if (h) held_free(h);
+    n->metrics.blocks_synced++;
+    after_commit(n, b, apply_s);
+}
+
+/* Held consensus commits and validations may follow the new tip. */
+static void after_tip_moved(node *n) {
+    while (apply_next_commit(n)) {
+    }
+    run_deferred(n);
+    drive(n, 0, NULL);
+}
+
+/* Applies a decoded synced block, durably, if it is the next height. */
+static int on_decoded(node *n, const chain_block *b) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
     uint64_t height = chain_store_height(n->store);
     if (b->hdr.height != height + 1) return b->hdr.height <= height ? NODE_EDUP : NODE_EINVAL;
     double t0 = mono_s();
-    int rc = ck ? chain_apply_checked(n->store, ck, i) : chain_apply_committed(n->store, b);
+    int rc = chain_apply_committed(n->store, b);
     if (rc != 0) {
         node_log(&n->lg, NODE_LOG_WARN, "synced block %" PRIu64 " refused: %s", b->hdr.height,
                  chain_strerror(rc));
         return NODE_ECHAIN;
     }
-    chain_hash digest;
-    chain_header_hash(&b->hdr, &digest);
-    held_block *h = held_find(n->commits, NODE_PENDING_COMMITS_MAX, b->hdr.height);
-    if (h) held_free(h);
-    n->metrics.blocks_synced++;
-    after_commit(n, b, mono_s() - t0);
-    if (n->rep && !ck) followup_push(n, FU_COMMITTED, b->hdr.height, &digest, 1);
-    while (apply_next_commit(n)) {
+    after_synced(n, b, mono_s() - t0);
+    if (n->rep) {
+        chain_hash digest;
+        chain_header_hash(&b->hdr, &digest);
+        followup_push(n, FU_COMMITTED, b->hdr.height, &digest, 1);
     }
-    run_deferred(n);
-    drive(n, 0, NULL);
+    after_tip_moved(n);
+    return 0;
+}
+
+/* Writes the synced blocks bs[*written..upto) that ck applied, then does
+ * the node's part of each (apply_s: the time since the last write, shared
+ * out). */
+static int write_synced(node *n, chain_blocks_check *ck, const chain_block *bs, size_t *written,
+                        size_t upto, double t0) {
+    if (upto == *written) return 0;
+    int rc = chain_blocks_check_write(n->store, ck);
+    if (rc != 0) {
+        node_log(&n->lg, NODE_LOG_WARN, "synced blocks %" PRIu64 "..%" PRIu64 " not written: %s",
+                 bs[*written].hdr.height, bs[upto - 1].hdr.height, chain_strerror(rc));
+        return NODE_ECHAIN;
+    }
+    double per = (mono_s() - t0) / (double)(upto - *written);
+    for (size_t i = *written; i < upto; i++) after_synced(n, &bs[i], per);
+    *written = upto;
+    after_tip_moved(n);
     return 0;
 }
 
@@ -601,7 +630,7 @@ int node_on_block(node *n, const uint8_t *data, size_t len) {
     if (n->stopping || n->halted) return NODE_ESTOPPED;
     chain_block b;
     int rc = decode_synced(&b, data, len);
-    if (rc == 0) rc = on_decoded(n, &b, NULL, 0);
+    if (rc == 0) rc = on_decoded(n, &b);
     chain_block_free(&b);
     return rc;
 }
@@ -610,16 +639,19 @@ int node_on_block(node *n, const uint8_t *data, size_t len) {
  * here: one log sync per run instead of per block costs at most a re-fetch
  * after a crash (chain_apply_committed_unsynced says why the store stays
  * consistent). Consensus commits applied in between stay synced, and a
- * synced write makes the earlier ones durable too. */
+ * synced write makes the earlier ones durable too. The blocks are executed
+ * one on top of the other in memory and written together every
+ * NODE_SYNC_WRITE_TXS txs (chain_blocks_check_write says what that
+ * saves). */
 size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens, size_t count) {
     if (n->stopping || n->halted || count == 0) return 0;
     chain_block *bs = calloc(count, sizeof *bs);
     if (bs == NULL) return 0;
     size_t decoded = 0, applied = 0;
     while (decoded < count && decode_synced(&bs[decoded], blocks[decoded], lens[decoded]) == 0) decoded++;
-    /* Only the run that continues the tip can apply (on_decoded stops at
-     * the first block that does not): a stale or overtaken response costs
-     * no signature checks. */
+    /* Only the run that continues the tip can apply (the loop below stops
+     * at the first block that does not): a stale or overtaken response
+     * costs no signature checks. */
     uint64_t next = chain_store_height(n->store) + 1;
     size_t run = 0;
     while (run < decoded && bs[run].hdr.height == next + run) run++;
@@ -633,8 +665,25 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
         node_log(&n->lg, NODE_LOG_WARN, "synced blocks not applied: %s", chain_strerror(rc));
         run = 0;
     }
-    for (; applied < run; applied++)
-        if (on_decoded(n, &bs[applied], ck, applied) != 0) break;
+    double t0 = mono_s();
+    for (size_t i = 0; i < run && !n->stopping && !n->halted; i++) {
+        /* A write lets held consensus commits apply: they may overtake. */
+        if (bs[i].hdr.height <= chain_store_height(n->store)) break;
+        rc = chain_apply_checked(n->store, ck, i);
+        if (rc != 0) {
+            node_log(&n->lg, NODE_LOG_WARN, "synced block %" PRIu64 " refused: %s", bs[i].hdr.height,
+                     chain_strerror(rc));
+            break;
+        }
+        size_t txs;
+        (void)chain_blocks_check_unwritten(ck, &txs);
+        if (txs < NODE_SYNC_WRITE_TXS && i + 1 < run) continue;
+        if (write_synced(n, ck, bs, &applied, i + 1, t0) != 0) break;
+        t0 = mono_s();
+    }
+    /* A refused block still leaves the ones before it to write. */
+    size_t unwritten = chain_blocks_check_unwritten(ck, NULL);
+    if (!n->stopping && !n->halted) (void)write_synced(n, ck, bs, &applied, applied + unwritten, t0);
     chain_blocks_check_end(ck);
     chain_hash last;
     if (applied > 0) chain_header_hash(&bs[applied - 1].hdr, &last);

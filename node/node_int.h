@@ -278,6 +278,10 @@ size_t node__peers(const node *n, uint32_t *out, size_t max);
 uint64_t node__now_s(void);
 uint64_t node__now_ms(void);
 
+/* Synced blocks are executed in memory and written together once they
+ * hold this many txs (node_on_blocks; at most CHAIN_BLOCK_TXS_MAX). */
+#define NODE_SYNC_WRITE_TXS 2048u
+
 /* ------------------------------------------------------------------ producer */
 /* The block producer: when this validator is the primary and nothing of ours
  * is in flight, builds a block from the mempool and proposes it. */

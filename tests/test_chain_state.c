@@ -1099,6 +1099,8 @@ static void blocks_check_run(fx *a, chain_block *blk, size_t k, unsigned threads
     for (size_t i = 0; i + 2 < k; i++) ck_assert_int_eq(chain_apply_checked(b->st, ck, i), 0);
     ck_assert_int_eq(chain_blocks_check_wait(ck, k - 2, &ok), CHAIN_ECERT);
     ck_assert_int_eq(chain_apply_checked(b->st, ck, k - 2), CHAIN_ECERT);
+    ck_assert_uint_eq(chain_blocks_check_unwritten(ck, NULL), k - 2);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);
     ck_assert_uint_eq(chain_store_height(b->st), k - 2);
     chain_blocks_check_end(ck);
     chain_hash want, tip;
@@ -1135,6 +1137,127 @@ START_TEST(test_blocks_check_background)
     chain_blocks_check_end(NULL);
     for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
     fx_close(a);
+}
+END_TEST
+
+/* Builds on f (without committing) a block of `per` day-long grants to
+ * K_GW, from patients first..first + per - 1. */
+static void build_grants_block(fx *f, chain_block *b, unsigned first, unsigned per)
+{
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    for (unsigned p = first; p < first + per; p++) {
+        grant_std(f, &t, p, K_GW);
+        t.nonce = ++f->nonce[p];
+        size_t n = sign_encode(f, &t, p, buf);
+        ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    }
+    ck_assert_int_eq(chain_exec_finish(ex, b), 0);
+    b->hdr.proposer = pub_n(f, 100);
+    chain_exec_abort(ex);
+    sign_cert(f, b, 3);
+}
+
+static void tip_is(chain_store *st, const chain_block *b)
+{
+    chain_hash want, tip, root;
+    chain_header_hash(&b->hdr, &want);
+    chain_store_tip_hash(st, &tip);
+    chain_store_state_root(st, &root);
+    ck_assert_uint_eq(chain_store_height(st), b->hdr.height);
+    ck_assert_mem_eq(want.b, tip.b, 32);
+    ck_assert_mem_eq(root.b, b->hdr.state_root.b, 32);
+}
+
+static int has_page(chain_store *st, const chain_hash *h)
+{
+    uint8_t *v = NULL;
+    size_t n = 0;
+    int rc = chain__store_node_get(st, h, &v, &n);
+    free(v);
+    ck_assert(rc == 0 || rc == CHAIN_ENOTFOUND);
+    return rc == 0;
+}
+
+/* Applied synced blocks wait in memory, each executed on top of the one
+ * before, until a write stores them in one batch with only the pages the
+ * last state root reaches: the tip, the state and every proof are those
+ * of the blocks committed one by one (after reopening too), and a store
+ * that moved under unwritten blocks takes none of them. */
+START_TEST(test_blocks_written_as_one_run)
+{
+    enum { K = 12, PER = 3, FIRST = 20 };
+    fx *a = fx_open(), *b = fx_open(), *c = fx_open();
+    chain_block blk[K];
+    for (unsigned i = 0; i < K; i++) {
+        chain_block_init(&blk[i]);
+        build_grants_block(a, &blk[i], FIRST + PER * i, PER);
+        ck_assert_int_eq(chain_apply_committed(a->st, &blk[i]), 0);
+        a->time_ms += 1000;
+    }
+    chain_blocks_check *ck = NULL;
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(b->st), blk, K, 2), 0);
+    ck_assert_uint_eq(chain_blocks_check_unwritten(ck, NULL), 0);
+    for (size_t i = 0; i < 5; i++) ck_assert_int_eq(chain_apply_checked(b->st, ck, i), 0);
+    ck_assert_uint_eq(chain_store_height(b->st), 0);   /* nothing written yet */
+    size_t txs = 0;
+    ck_assert_uint_eq(chain_blocks_check_unwritten(ck, &txs), 5);
+    ck_assert_uint_eq(txs, 5 * PER);
+    ck_assert_int_eq(chain_apply_checked(b->st, ck, 6), CHAIN_EBLOCK);   /* not the next one */
+    ck_assert_int_eq(chain_blocks_check_write(a->st, ck), CHAIN_EINVAL);  /* another genesis */
+    ck_assert_int_eq(chain_blocks_check_write(NULL, ck), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, NULL), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);
+    tip_is(b->st, &blk[4]);
+    ck_assert_uint_eq(chain_blocks_check_unwritten(ck, NULL), 0);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);   /* nothing to write */
+    tip_is(b->st, &blk[4]);
+    for (size_t i = 5; i < K; i++) ck_assert_int_eq(chain_apply_checked(b->st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);
+    chain_blocks_check_end(ck);
+    tip_is(b->st, &blk[K - 1]);
+    /* The state root of a block inside the batch was replaced before the
+     * write: its page is not stored (one by one, it is). */
+    ck_assert(has_page(a->st, &blk[K - 2].hdr.state_root));
+    ck_assert(!has_page(b->st, &blk[K - 2].hdr.state_root));
+    ck_assert(has_page(b->st, &blk[K - 1].hdr.state_root));
+    /* Reopened (no cached pages), every grant still proves. */
+    chain_store_close(b->st);
+    ck_assert_int_eq(chain_store_open(&b->st, b->dir, b->g), 0);
+    tip_is(b->st, &blk[K - 1]);
+    chain_pubkey gw = pub_n(b, K_GW);
+    for (unsigned p = FIRST; p < FIRST + K * PER; p++) {
+        chain_check_result r = check(b, p, K_GW, "Observation", "TREAT", now_s(a));
+        ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+        chain_check_proof pr;
+        chain_pubkey pa = pub_n(b, p);
+        ck_assert_int_eq(chain_check_prove(b->st, &pr, &pa, &gw), 0);
+        ck_assert_uint_eq(pr.height, K);
+        chain_check_proof_free(&pr);
+        ck_assert_uint_eq(chain_store_nonce(b->st, &pa), 1);
+    }
+    uint64_t h = 0;
+    uint32_t pos = 0;
+    chain_hash txid;
+    chain_tx_hash(&txid, blk[7].txs[2], blk[7].tx_lens[2]);
+    ck_assert_int_eq(chain_store_get_tx(b->st, &txid, &h, &pos), 0);
+    ck_assert_uint_eq(h, 8);
+    ck_assert_uint_eq(pos, 2);
+    /* The store moves under an unwritten block: neither the next block nor
+     * the write goes on, and ending drops it. */
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(c->st), blk, K, 1), 0);
+    ck_assert_int_eq(chain_apply_checked(c->st, ck, 0), 0);
+    ck_assert_int_eq(chain_apply_committed(c->st, &blk[0]), 0);
+    ck_assert_int_eq(chain_apply_checked(c->st, ck, 1), CHAIN_ESTATE);
+    ck_assert_int_eq(chain_blocks_check_write(c->st, ck), CHAIN_ESTATE);
+    chain_blocks_check_end(ck);
+    tip_is(c->st, &blk[0]);
+    for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
+    fx_close(a);
+    fx_close(b);
+    fx_close(c);
 }
 END_TEST
 
@@ -1334,6 +1457,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_block_tx_limit);
     tcase_add_test(tc, test_txs_verify_parallel);
     tcase_add_test(tc, test_blocks_check_background);
+    tcase_add_test(tc, test_blocks_written_as_one_run);
     tcase_add_test(tc, test_store_open_errors);
     tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
