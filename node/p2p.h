@@ -63,8 +63,10 @@
 #define NODE_P2P_BACKOFF_MIN_MS 100
 #define NODE_P2P_BACKOFF_MAX_MS 5000
 #define NODE_P2P_SEEN_MAX 16384                  /* tx hashes per dedup generation */
-#define NODE_P2P_SYNC_BLOCKS_MAX 256             /* blocks per request / response (and
-                                                    at most one frame of bytes) */
+#define NODE_P2P_SYNC_BLOCKS_MAX 1024            /* blocks per request / response (and
+                                                    at most one frame of bytes): a
+                                                    node far behind writes small
+                                                    blocks in batches this long */
 #define NODE_P2P_SYNC_TIMEOUT_MS 5000            /* an unanswered block request */
 #define NODE_P2P_SYNC_RETRY_MS 1000              /* after a response that did not help */
 #define NODE_P2P_SYNC_LAG_VALIDATOR 4            /* a validator syncs on status at
