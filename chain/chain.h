@@ -589,8 +589,9 @@ int chain_blocks_check_start(chain_blocks_check **out, const chain_genesis *g, c
 int chain_blocks_check_wait(chain_blocks_check *c, size_t i, const uint8_t **sig_ok) CHAIN_WUR;
 /* Executes block i of c, with the checks c made, on top of the store and
  * the blocks of c applied before it and not yet written, and checks its
- * header (state root included) as chain_exec_block does. The store does
- * not move: the block waits, in memory, for chain_blocks_check_write.
+ * header as chain_exec_block does, but for the state root, which
+ * chain_blocks_check_write checks (the last one's: see chain/run.c). The
+ * store does not move: the block waits, in memory, for the write.
  * CHAIN_ECERT if its certificate does not verify, CHAIN_ESTATE if the
  * store moved since the unwritten blocks were applied, CHAIN_EINVAL
  * unless c was started with g = chain_store_genesis(st); on any error the
@@ -599,13 +600,15 @@ int chain_apply_checked(chain_store *st, chain_blocks_check *c, size_t i) CHAIN_
 /* Blocks applied and not yet written (0 for NULL); *txs (if not NULL)
  * their txs, so a caller can bound what waits in memory. */
 size_t chain_blocks_check_unwritten(const chain_blocks_check *c, size_t *txs);
-/* Writes the unwritten blocks, unsynced as chain_apply_committed_unsynced,
- * in one WriteBatch: the blocks, their tx index, the state as the last one
- * left it and only the tree pages its root reaches (pages an earlier block
- * of the batch wrote and a later one replaced are never stored, so only
- * the last block's state root can be proved against). Then the store's
- * tip is the last of them. CHAIN_ESTATE if the store moved since they
- * were applied (they are kept; chain_blocks_check_end drops them). */
+/* Updates the state tree once with every change of the unwritten blocks
+ * and checks the root against the last one's header, then writes them,
+ * unsynced as chain_apply_committed_unsynced, in one WriteBatch: the
+ * blocks, their tx index, the state as the last one left it and the new
+ * tree pages (so only the last block's state root can be proved against).
+ * Then the store's tip is the last of them. CHAIN_EBLOCK if the root
+ * differs (nothing is written, and the unwritten blocks take no more),
+ * CHAIN_ESTATE if the store moved since they were applied (they are kept);
+ * chain_blocks_check_end drops them. */
 int chain_blocks_check_write(chain_store *st, chain_blocks_check *c) CHAIN_WUR;
 /* Stops the helpers (waiting for items in progress) and frees c, dropping
  * blocks applied and not written; NULL ok. */

@@ -153,22 +153,27 @@ typedef struct {
 /* store.c: the committed tip. */
 void chain__store_tip(const chain_store *st, chain__tip *out);
 
-/* What blocks executed on top of the store and not yet written leave for
- * the next one (run.c): their merged state changes (NULL value: deleted),
- * their tree pages, and the tip they lead to. */
+/* What the blocks of a run executed so far leave for the next one (run.c):
+ * their merged state changes (NULL value: deleted) and the tip they lead
+ * to (its state root unchecked until the run is written). */
 typedef struct {
     chain__tip tip;
     const chain__map *state;
-    const chain__map *nodes;
 } chain__base;
-/* exec.c: chain_exec_block on top of base (NULL: the store alone). Such an
- * exec cannot be committed; chain__exec_take moves its results out. */
+/* exec.c: chain_exec_block on top of base (NULL: the store alone). With a
+ * base, the state root is neither computed nor checked: the run checks the
+ * last one. Such an exec cannot be committed; chain__exec_take moves its
+ * state changes out. */
 int chain__exec_block_on(chain_exec **out, chain_store *st, const chain__base *base,
                          const chain_block *b, const uint8_t *sig_checked);
-/* exec.c: moves a sealed exec's state changes into state and its new tree
- * pages into nodes (replacing equal keys). On error the maps may hold part
- * of them. */
-int chain__exec_take(chain_exec *ex, chain__map *state, chain__map *nodes);
+/* exec.c: moves the state changes of a sealed exec made on a base into
+ * state (replacing equal keys). On error state may hold part of them. */
+int chain__exec_take(chain_exec *ex, chain__map *state);
+/* exec.c: applies the authenticated keys among changes (a map of state
+ * keys, NULL value: deleted) to the committed tree at prev_root: *root is
+ * the new root, its new pages go into nodes. */
+int chain__state_update(chain_store *st, const chain__map *changes, const chain_hash *prev_root,
+                        chain__map *nodes, chain_hash *root);
 
 /* run.c: a run of synced blocks executed one on top of the other in memory
  * and written in one batch (see run.c for why). Blocks passed to
@@ -178,11 +183,15 @@ typedef struct chain__run chain__run;
 chain__run *chain__run_create(void);
 void chain__run_destroy(chain__run *r);   /* drops unwritten blocks */
 /* Executes b (certificate already verified) on top of the store and the
- * run's unwritten blocks; CHAIN_ESTATE if the store moved under them. */
+ * run's unwritten blocks, checking its header but the state root;
+ * CHAIN_ESTATE if the store moved under them. */
 int chain__run_apply(chain__run *r, chain_store *st, const chain_block *b, const uint8_t *sig_checked);
 /* Unwritten blocks; *txs (if not NULL) their txs. */
 size_t chain__run_unwritten(const chain__run *r, size_t *txs);
-/* Writes the unwritten blocks unsynced, as chain__store_commit. */
+/* Checks the last unwritten block's state root against the tree updated
+ * with the run's changes (CHAIN_EBLOCK if it differs: nothing is written
+ * and the run takes nothing more), then writes the blocks unsynced, as
+ * chain__store_commit. */
 int chain__run_write(chain__run *r, chain_store *st);
 
 #endif

@@ -11,7 +11,8 @@
  * authenticated keys into state-tree leaf changes and applies them in one
  * chain__smt_update; the new tree nodes collect in a map that the commit
  * writes in the same WriteBatch as the block. Once sealed, an exec takes no
- * more txs.
+ * more txs. A block executed inside a run of synced blocks (on a base,
+ * run.c) leaves its state root to the run, which computes it once.
  *
  * Rules (per tx type) are those of README "Data model"; error codes:
  * CHAIN_EPERM the signer may not do this, CHAIN_ENOTFOUND a named grant,
@@ -35,7 +36,8 @@
 
 struct chain_exec {
     chain_store *st;
-    const chain__base *base;   /* NULL: the block builds on the store alone */
+    const chain__base *base;   /* NULL: the block builds on the store alone;
+                                  else it is part of a run (no state root) */
     const chain_genesis *g;
     uint64_t height;
     uint64_t time_ms;
@@ -523,40 +525,34 @@ void chain_exec_abort(chain_exec *ex)
     free(ex);
 }
 
-/* State-tree backend of a block: its own new nodes, then its base's, then
- * committed ones. */
+/* State-tree backend of an update: reads committed pages (an update reads
+ * only pages under its input root, never one it wrote), puts new ones in a
+ * map. */
+typedef struct {
+    chain_store *st;
+    chain__map *nodes;
+} tree_io;
+
 static int nodes_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
 {
-    chain_exec *ex = arg;
-    chain__map_entry e;
-    if (chain__map_get(ex->nodes, &e, key->b, CHAIN_HASH_LEN) ||
-        (ex->base != NULL && chain__map_get(ex->base->nodes, &e, key->b, CHAIN_HASH_LEN))) {
-        uint8_t *copy = malloc(e.vlen ? e.vlen : 1);
-        if (copy == NULL) return CHAIN_ENOMEM;
-        memcpy(copy, e.val, e.vlen);
-        *val = copy;
-        *val_len = e.vlen;
-        return CHAIN_OK;
-    }
-    return chain__store_node_get(ex->st, key, val, val_len);
+    return chain__store_node_get(((tree_io *)arg)->st, key, val, val_len);
 }
 
 static int nodes_put(void *arg, const chain_hash *key, const uint8_t *val, size_t val_len)
 {
-    chain_exec *ex = arg;
-    return chain__map_put(ex->nodes, key->b, CHAIN_HASH_LEN, val, val_len);
+    return chain__map_put(((tree_io *)arg)->nodes, key->b, CHAIN_HASH_LEN, val, val_len);
 }
 
-/* Applies the overlay's authenticated changes to the state tree. */
-static int state_root(chain_exec *ex, chain_hash *root)
+int chain__state_update(chain_store *st, const chain__map *changes, const chain_hash *prev_root,
+                        chain__map *nodes, chain_hash *root)
 {
-    size_t n = chain__map_count(ex->overlay), m = 0, it = 0;
+    size_t n = chain__map_count(changes), m = 0, it = 0;
     chain_hash *keys = malloc((n ? n : 1) * sizeof *keys);
     chain_hash *vals = malloc((n ? n : 1) * sizeof *vals);
     const chain_hash **vp = malloc((n ? n : 1) * sizeof *vp);
     int rc = keys == NULL || vals == NULL || vp == NULL ? CHAIN_ENOMEM : CHAIN_OK;
     chain__map_entry e;
-    while (rc == CHAIN_OK && chain__map_next(ex->overlay, &it, &e)) {
+    while (rc == CHAIN_OK && chain__map_next(changes, &it, &e)) {
         if (!chain__state_leaf_key(&keys[m], e.key, e.klen)) continue;
         vp[m] = NULL;
         if (e.val != NULL) {
@@ -566,8 +562,9 @@ static int state_root(chain_exec *ex, chain_hash *root)
         m++;
     }
     assert(m <= n);
-    chain__smt_backend be = {ex, nodes_get, nodes_put, chain__store_smt_cache(ex->st)};
-    if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, &ex->prev_root, m, keys, vp);
+    tree_io io = {st, nodes};
+    chain__smt_backend be = {&io, nodes_get, nodes_put, chain__store_smt_cache(st)};
+    if (rc == CHAIN_OK) rc = chain__smt_update(&be, root, prev_root, m, keys, vp);
     free(keys);
     free(vals);
     free(vp);
@@ -580,7 +577,8 @@ static int seal(chain_exec *ex)
     if (ex->sealed) return CHAIN_OK;
     chain_header *h = &ex->hdr;
     memset(h, 0, sizeof *h);
-    int rc = state_root(ex, &h->state_root);
+    /* In a run the state root is the run's to check (run.c). */
+    int rc = ex->base ? CHAIN_OK : chain__state_update(ex->st, ex->overlay, &ex->prev_root, ex->nodes, &h->state_root);
     if (rc != CHAIN_OK) return rc;
     memcpy(h->chain_id, ex->g->chain_id, sizeof h->chain_id);
     h->height = ex->height;
@@ -632,13 +630,13 @@ static int same_txs(const chain_exec *ex, const chain_block *b)
 }
 
 /* b's header agrees with what execution produced (proposer, view and cert
- * are not execution's business). */
-static int header_matches(const chain_header *h, const chain_header *want)
+ * are not execution's business; the state root only when with_root). */
+static int header_matches(const chain_header *h, const chain_header *want, int with_root)
 {
     return strncmp(h->chain_id, want->chain_id, sizeof h->chain_id) == 0 &&
            h->height == want->height && hash_eq(&h->prev_hash, &want->prev_hash) &&
            h->time_ms == want->time_ms && hash_eq(&h->tx_root, &want->tx_root) &&
-           hash_eq(&h->state_root, &want->state_root) &&
+           (!with_root || hash_eq(&h->state_root, &want->state_root)) &&
            hash_eq(&h->valset_hash, &want->valset_hash);
 }
 
@@ -652,7 +650,7 @@ static int exec_commit(chain_exec *ex, const chain_block *b, int sync)
     chain_store_tip_hash(ex->st, &tip);
     if (chain_store_height(ex->st) + 1 != ex->height || !hash_eq(&tip, &ex->prev_hash))
         return CHAIN_ESTATE;
-    if (!header_matches(&b->hdr, &ex->hdr) || !same_txs(ex, b)) return CHAIN_EBLOCK;
+    if (!header_matches(&b->hdr, &ex->hdr, 1) || !same_txs(ex, b)) return CHAIN_EBLOCK;
     chain_hash bh;
     chain_header_hash(&b->hdr, &bh);
     rc = chain__store_commit(ex->st, &b, 1, &bh, ex->overlay, ex->nodes, sync);
@@ -697,7 +695,7 @@ int chain__exec_block_on(chain_exec **out, chain_store *st, const chain__base *b
     for (uint32_t i = 0; i < b->n_txs && rc == CHAIN_OK; i++)
         rc = chain_exec_tx(ex, b->txs[i], b->tx_lens[i], sig_checked ? sig_checked[i] : 0);
     if (rc == CHAIN_OK) rc = seal(ex);
-    if (rc == CHAIN_OK && !header_matches(&b->hdr, &ex->hdr)) rc = CHAIN_EBLOCK;
+    if (rc == CHAIN_OK && !header_matches(&b->hdr, &ex->hdr, base == NULL)) rc = CHAIN_EBLOCK;
     if (rc != CHAIN_OK) {
         chain_exec_abort(ex);
         return rc;
@@ -712,11 +710,10 @@ int chain_exec_block(chain_exec **out, chain_store *st, const chain_block *b,
     return chain__exec_block_on(out, st, NULL, b, sig_checked);
 }
 
-int chain__exec_take(chain_exec *ex, chain__map *state, chain__map *nodes)
+int chain__exec_take(chain_exec *ex, chain__map *state)
 {
-    if (!ex->sealed || ex->broken || ex->committed) return CHAIN_ESTATE;
+    if (!ex->sealed || ex->broken || ex->committed || ex->base == NULL) return CHAIN_ESTATE;
     int rc = chain__map_merge(state, ex->overlay);
-    if (rc == CHAIN_OK) rc = chain__map_merge(nodes, ex->nodes);
     if (rc != CHAIN_OK) ex->broken = 1;
     else ex->committed = 1;
     return rc;

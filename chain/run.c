@@ -1,21 +1,27 @@
 /* run.c — a run of synced blocks, executed in memory and written at once.
  *
  * A node catching up applies blocks the network committed long ago, many
- * per second. Written one by one, each block rewrote the tree pages on the
- * paths of its changes, from the root down: at 5 grants a block that is
- * some 60 pages, and inserting them into the memtable was the largest cost
- * of catching up. Most of those pages are replaced again a block or two
- * later (the top levels by every block). So a run executes each block on
- * top of the ones before it (their merged state changes and pages are the
- * base of the next, chain__exec_block_on), checks every header, state root
- * included, as it goes, and writes the blocks, their tx index, the state as
- * the last one left it and only the pages its root still reaches in one
- * WriteBatch.
+ * per second. Applied one by one, each block updated the state tree on the
+ * paths of its changes, from the root down, and wrote those pages: at 5
+ * grants a block that is some 60 pages, nearly all replaced again a block
+ * or two later (the top levels by every block), and that tree work was most
+ * of what catching up cost. So a run executes each block on top of the
+ * ones before it (their merged state changes are the base of the next,
+ * chain__exec_block_on) and checks every header but its state root as it
+ * goes; the write then updates the tree once with the run's merged changes
+ * and checks the root against the last block's header before writing the
+ * blocks, their tx index, the state and the new pages in one WriteBatch.
+ *
+ * One update gives the same root as one per block: the tree is a function
+ * of its set of leaves (smt.c), and the merged changes are that set's
+ * difference. So a run whose last root checks has the state every block
+ * claims, and a wrong root anywhere leaves it unwritten. What is not
+ * recomputed is an inner block's root, which its certificate (2f+1
+ * validators) vouches for: nothing reads the state at a root other than
+ * the tip's, and the tip's is always checked.
  *
  * What a crash or an error can lose is unchanged: a batch is atomic, and
- * the blocks are the network's, fetched again. Only the state roots of the
- * run's inner blocks are not stored whole (their superseded pages are
- * missing), and nothing reads the state at a root other than the tip's.
+ * the blocks are the network's, fetched again.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -30,13 +36,13 @@
 #define NODES_MAX ((size_t)1 << 23)
 
 struct chain__run {
-    chain__base base;      /* tip after the unwritten blocks; maps below */
+    chain__base base;      /* tip after the unwritten blocks; state below */
     chain__tip start;      /* the store's tip they build on */
     chain__map *state;
-    chain__map *nodes;
     const chain_block **blocks;
     size_t n_blocks, cap, n_txs;
-    int broken;            /* a merge ran out of memory: only dropping is safe */
+    int broken;            /* 0, or why only dropping is safe: CHAIN_ENOMEM (a merge
+                              failed) or CHAIN_EBLOCK (the last root did not check) */
 };
 
 chain__run *chain__run_create(void)
@@ -44,20 +50,17 @@ chain__run *chain__run_create(void)
     chain__run *r = calloc(1, sizeof *r);
     if (r == NULL) return NULL;
     r->state = chain__map_create(STATE_MAX);
-    r->nodes = chain__map_create(NODES_MAX);
-    if (r->state == NULL || r->nodes == NULL) {
+    if (r->state == NULL) {
         chain__run_destroy(r);
         return NULL;
     }
     r->base.state = r->state;
-    r->base.nodes = r->nodes;
     return r;
 }
 
 static void run_clear(chain__run *r)
 {
     chain__map_clear(r->state);
-    chain__map_clear(r->nodes);
     r->n_blocks = r->n_txs = 0;
     r->broken = 0;
 }
@@ -66,7 +69,6 @@ void chain__run_destroy(chain__run *r)
 {
     if (r == NULL) return;
     chain__map_destroy(r->state);
-    chain__map_destroy(r->nodes);
     free(r->blocks);
     free(r);
 }
@@ -86,9 +88,13 @@ static int store_moved(const chain__run *r, chain_store *st)
 
 int chain__run_apply(chain__run *r, chain_store *st, const chain_block *b, const uint8_t *sig_checked)
 {
-    if (r->broken) return CHAIN_ENOMEM;
-    if (r->n_blocks == 0) chain__store_tip(st, &r->start);
-    else if (store_moved(r, st)) return CHAIN_ESTATE;
+    if (r->broken) return r->broken;
+    if (r->n_blocks == 0) {
+        chain__store_tip(st, &r->start);
+        r->base.tip = r->start;
+    } else if (store_moved(r, st)) {
+        return CHAIN_ESTATE;
+    }
     if (r->n_blocks == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 64;
         const chain_block **v = realloc(r->blocks, cap * sizeof *v);
@@ -97,12 +103,12 @@ int chain__run_apply(chain__run *r, chain_store *st, const chain_block *b, const
         r->cap = cap;
     }
     chain_exec *ex = NULL;
-    int rc = chain__exec_block_on(&ex, st, r->n_blocks ? &r->base : NULL, b, sig_checked);
+    int rc = chain__exec_block_on(&ex, st, &r->base, b, sig_checked);
     if (rc != CHAIN_OK) return rc;
-    rc = chain__exec_take(ex, r->state, r->nodes);
+    rc = chain__exec_take(ex, r->state);
     chain_exec_abort(ex);
     if (rc != CHAIN_OK) {
-        r->broken = 1;
+        r->broken = CHAIN_ENOMEM;
         return rc;
     }
     r->blocks[r->n_blocks++] = b;
@@ -114,34 +120,24 @@ int chain__run_apply(chain__run *r, chain_store *st, const chain_block *b, const
     return CHAIN_OK;
 }
 
-static int fresh_get(void *arg, const chain_hash *key, uint8_t **val, size_t *len)
+static int hash_eq(const chain_hash *a, const chain_hash *b)
 {
-    chain__map_entry e;
-    if (!chain__map_get(arg, &e, key->b, CHAIN_HASH_LEN)) return CHAIN_ENOTFOUND;
-    *val = malloc(e.vlen ? e.vlen : 1);
-    if (*val == NULL) return CHAIN_ENOMEM;
-    memcpy(*val, e.val, e.vlen);
-    *len = e.vlen;
-    return CHAIN_OK;
-}
-
-static int keep_put(void *arg, const chain_hash *key, const uint8_t *val, size_t len)
-{
-    return chain__map_put(arg, key->b, CHAIN_HASH_LEN, val, len);
+    return memcmp(a->b, b->b, CHAIN_HASH_LEN) == 0;
 }
 
 int chain__run_write(chain__run *r, chain_store *st)
 {
-    if (r->broken) return CHAIN_ENOMEM;
+    if (r->broken) return r->broken;
     if (r->n_blocks == 0) return CHAIN_OK;
     if (store_moved(r, st)) return CHAIN_ESTATE;
-    chain__map *keep = chain__map_create(NODES_MAX);
-    if (keep == NULL) return CHAIN_ENOMEM;
-    chain__smt_backend fresh = {r->nodes, fresh_get, NULL, NULL}, out = {keep, NULL, keep_put, NULL};
-    int rc = chain__smt_reachable(&fresh, &r->base.tip.state_root, &out);
+    chain__map *nodes = chain__map_create(NODES_MAX);
+    if (nodes == NULL) return CHAIN_ENOMEM;
+    chain_hash root;
+    int rc = chain__state_update(st, r->state, &r->start.state_root, nodes, &root);
+    if (rc == CHAIN_OK && !hash_eq(&root, &r->base.tip.state_root)) rc = r->broken = CHAIN_EBLOCK;
     if (rc == CHAIN_OK)
-        rc = chain__store_commit(st, r->blocks, r->n_blocks, &r->base.tip.hash, r->state, keep, 0);
-    chain__map_destroy(keep);
+        rc = chain__store_commit(st, r->blocks, r->n_blocks, &r->base.tip.hash, r->state, nodes, 0);
+    chain__map_destroy(nodes);
     if (rc == CHAIN_OK) run_clear(r);
     return rc;
 }

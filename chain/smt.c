@@ -461,47 +461,6 @@ int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const 
     return CHAIN_OK;
 }
 
-/* The inner slots of an encoded page, without decoding it: these pages
- * are the caller's own, fresh from updates, so rehashing them (as
- * page_decode does for pages read from a store) would only cost time. */
-static int reachable_rec(const chain__smt_backend *fresh, const chain_hash *h, unsigned depth,
-                         const chain__smt_backend *out)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rc = fresh->get(fresh->arg, h, &buf, &len);
-    if (rc == CHAIN_ENOTFOUND) return CHAIN_OK;
-    if (rc != CHAIN_OK) return rc;
-    rc = len < 4 || len > PAGE_BYTES_MAX || depth >= CHAIN_SMT_DEPTH ? CHAIN_EIO : out->put(out->arg, h, buf, len);
-    unsigned present = len >= 4 ? (unsigned)buf[0] << 8 | buf[1] : 0;
-    unsigned leaves = len >= 4 ? (unsigned)buf[2] << 8 | buf[3] : 0;
-    size_t off = 4;
-    for (unsigned s = 0; s < PAGE_SLOTS && rc == CHAIN_OK; s++) {
-        if (!(present & (1u << s))) continue;
-        size_t step = leaves & (1u << s) ? 2 * CHAIN_HASH_LEN : CHAIN_HASH_LEN;
-        if (len - off < step) {
-            rc = CHAIN_EIO;
-            break;
-        }
-        if (!(leaves & (1u << s))) {
-            chain_hash child;
-            memcpy(child.b, buf + off, CHAIN_HASH_LEN);
-            rc = reachable_rec(fresh, &child, depth + PAGE_BITS, out);
-        }
-        off += step;
-    }
-    free(buf);
-    return rc;
-}
-
-int chain__smt_reachable(const chain__smt_backend *fresh, const chain_hash *root,
-                         const chain__smt_backend *out)
-{
-    if (fresh == NULL || fresh->get == NULL || root == NULL || out == NULL || out->put == NULL)
-        return CHAIN_EINVAL;
-    return hash_is_empty(root) ? CHAIN_OK : reachable_rec(fresh, root, 0, out);
-}
-
 /* ------------------------------------------------------------------ reads */
 
 /* Walks from root toward key until the path ends in an empty subtree or a

@@ -49,14 +49,6 @@ void chain__smt_empty_root(chain_hash *out);
 int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const chain_hash *root,
                       size_t n, const chain_hash *keys, const chain_hash *const *vals);
 
-/* Copies (with out->put) every page reachable from root that fresh->get
- * finds, parents first. A page fresh lacks ends the walk below it: it is
- * stored already, and with it everything it reaches. So with fresh the
- * pages of a run of updates, this yields the ones the run's last root
- * still uses. */
-int chain__smt_reachable(const chain__smt_backend *fresh, const chain_hash *root,
-                         const chain__smt_backend *out);
-
 /* Reads the value hash of key; CHAIN_ENOTFOUND if absent. */
 int chain__smt_get(const chain__smt_backend *be, chain_hash *val_out, const chain_hash *root,
                    const chain_hash *key);

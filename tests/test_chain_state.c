@@ -1182,10 +1182,11 @@ static int has_page(chain_store *st, const chain_hash *h)
 }
 
 /* Applied synced blocks wait in memory, each executed on top of the one
- * before, until a write stores them in one batch with only the pages the
- * last state root reaches: the tip, the state and every proof are those
- * of the blocks committed one by one (after reopening too), and a store
- * that moved under unwritten blocks takes none of them. */
+ * before, until a write updates the tree once, checks the last state root
+ * and stores them in one batch: the tip, the state and every proof are
+ * those of the blocks committed one by one (after reopening too), a store
+ * that moved under unwritten blocks takes none of them, nor does one whose
+ * last block's root is wrong. */
 START_TEST(test_blocks_written_as_one_run)
 {
     enum { K = 12, PER = 3, FIRST = 20 };
@@ -1254,10 +1255,30 @@ START_TEST(test_blocks_written_as_one_run)
     ck_assert_int_eq(chain_blocks_check_write(c->st, ck), CHAIN_ESTATE);
     chain_blocks_check_end(ck);
     tip_is(c->st, &blk[0]);
+    /* The last block's state root is checked once, at the write, against
+     * the run's changes: a certified block with a wrong one applies, and
+     * then nothing of the run is written and it takes no more blocks. */
+    fx *d = fx_open();
+    chain_block bad[4];
+    memcpy(bad, blk, sizeof bad);   /* shares the txs of blk: not freed */
+    bad[3].hdr.state_root.b[0] ^= 1;
+    sign_cert(a, &bad[3], 3);
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(d->st), bad, 4, 2), 0);
+    for (size_t i = 0; i < 4; i++) ck_assert_int_eq(chain_apply_checked(d->st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_write(d->st, ck), CHAIN_EBLOCK);
+    ck_assert_uint_eq(chain_store_height(d->st), 0);
+    ck_assert_int_eq(chain_blocks_check_write(d->st, ck), CHAIN_EBLOCK);
+    chain_blocks_check_end(ck);
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(d->st), bad, 4, 1), 0);
+    for (size_t i = 0; i < 3; i++) ck_assert_int_eq(chain_apply_checked(d->st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_write(d->st, ck), 0);   /* the good ones */
+    tip_is(d->st, &blk[2]);
+    chain_blocks_check_end(ck);
     for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
     fx_close(a);
     fx_close(b);
     fx_close(c);
+    fx_close(d);
 }
 END_TEST
 
