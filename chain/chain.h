@@ -45,6 +45,7 @@ extern "C" {
 #define CHAIN_INSTITUTIONS_MAX 1024
 #define CHAIN_TX_BYTES_MAX 4096    /* an encoded transaction */
 #define CHAIN_BLOCK_TXS_MAX 4096
+#define CHAIN_RUN_TXS_MAX (3 * CHAIN_BLOCK_TXS_MAX)   /* txs of synced blocks applied, unwritten */
 #define CHAIN_BLOCK_BYTES_MAX (CHAIN_BLOCK_TXS_MAX * (CHAIN_TX_BYTES_MAX + 8) + 65536)
 #define CHAIN_GRANTS_PER_PAIR_MAX 64   /* grants kept per (patient, grantee) */
 #define CHAIN_TX_CLOCK_SKEW_S 600      /* created_at vs block time */

@@ -30,9 +30,9 @@
 #include "chain/chain.h"
 #include "chain/chain_internal.h"
 
-/* As exec.c's bounds for one block, twice: a run is written once it holds
- * CHAIN_BLOCK_TXS_MAX txs, so it holds fewer than two blocks' worth. */
-#define STATE_MAX ((size_t)2 * CHAIN_BLOCK_TXS_MAX * (8 + CHAIN_GRANTS_PER_PAIR_MAX))
+/* As exec.c's bound per tx, for the most txs a run holds (its caller
+ * writes it before it would hold more; a merge beyond fails). */
+#define STATE_MAX ((size_t)CHAIN_RUN_TXS_MAX * (8 + CHAIN_GRANTS_PER_PAIR_MAX))
 #define NODES_MAX ((size_t)1 << 23)
 
 struct chain__run {

@@ -282,7 +282,7 @@ uint64_t node__now_ms(void);
  * hold this many txs (node_on_blocks; at most CHAIN_BLOCK_TXS_MAX): 1,024
  * blocks of 5 grants in one batch (against 256 per batch: 12-17% more
  * blocks/s in two paired 60,000-block catch-ups). */
-#define NODE_SYNC_WRITE_TXS 4096u
+#define NODE_SYNC_WRITE_TXS 8192u
 
 /* ------------------------------------------------------------------ producer */
 /* The block producer: when this validator is the primary and nothing of ours
