@@ -593,6 +593,10 @@ int chain_blocks_check_wait(chain_blocks_check *c, size_t i, const uint8_t **sig
  * header as chain_exec_block does, but for the state root, which
  * chain_blocks_check_write checks (the last one's: see chain/run.c). The
  * store does not move: the block waits, in memory, for the write.
+ * Unwritten blocks have room for the state changes of CHAIN_RUN_TXS_MAX
+ * txs: write them before they hold more, or a block may fail with
+ * CHAIN_ENOMEM. After that, or after a write failed with CHAIN_EBLOCK,
+ * they take no more (the same code again).
  * CHAIN_ECERT if its certificate does not verify, CHAIN_ESTATE if the
  * store moved since the unwritten blocks were applied, CHAIN_EINVAL
  * unless c was started with g = chain_store_genesis(st); on any error the

@@ -498,9 +498,9 @@ static int exec_begin(chain_exec **out, chain_store *st, const chain__base *base
     chain_block_init(&ex->blk);
     ex->overlay = chain__map_create(OVERLAY_MAX);
     ex->scratch = chain__map_create(SCRATCH_MAX);
-    ex->nodes = chain__map_create(NODES_MAX);
+    ex->nodes = base ? NULL : chain__map_create(NODES_MAX);   /* a run's tree is the run's */
     ex->tx = malloc(sizeof *ex->tx);
-    if (ex->overlay == NULL || ex->scratch == NULL || ex->nodes == NULL || ex->tx == NULL) {
+    if (ex->overlay == NULL || ex->scratch == NULL || (ex->nodes == NULL && base == NULL) || ex->tx == NULL) {
         chain_exec_abort(ex);
         return CHAIN_ENOMEM;
     }

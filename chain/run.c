@@ -15,8 +15,8 @@
  *
  * One update gives the same root as one per block: the tree is a function
  * of its set of leaves (smt.c), and the merged changes are that set's
- * difference. So a run whose last root checks has the state every block
- * claims, and a wrong root anywhere leaves it unwritten. What is not
+ * difference. So a run whose last root checks has the state its last
+ * block claims, and a wrong last root leaves it unwritten. What is not
  * recomputed is an inner block's root, which its certificate (2f+1
  * validators) vouches for: nothing reads the state at a root other than
  * the tip's, and the tip's is always checked.

@@ -177,7 +177,10 @@ size_t node_on_peer(node *n, uint32_t peer, int up);
 int node_on_block(node *n, const uint8_t *block, size_t len) NODE_WUR;
 /* A run of consecutive blocks from block sync, applied in order until one
  * does not apply, with one sync of the store at the end rather than one
- * per block. Returns how many were applied. */
+ * per block. The blocks are written every NODE_SYNC_WRITE_TXS txs, and a
+ * write checks only the state root of its last block: a wrong one drops
+ * every block since the last write (chain_blocks_check_write). Returns how
+ * many were applied. */
 size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens, size_t count);
 
 /* Introspection, for the p2p layer, main and tests. */

@@ -1267,6 +1267,7 @@ START_TEST(test_blocks_written_as_one_run)
     for (size_t i = 0; i < 4; i++) ck_assert_int_eq(chain_apply_checked(d->st, ck, i), 0);
     ck_assert_int_eq(chain_blocks_check_write(d->st, ck), CHAIN_EBLOCK);
     ck_assert_uint_eq(chain_store_height(d->st), 0);
+    ck_assert_int_eq(chain_apply_checked(d->st, ck, 3), CHAIN_EBLOCK);
     ck_assert_int_eq(chain_blocks_check_write(d->st, ck), CHAIN_EBLOCK);
     chain_blocks_check_end(ck);
     ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(d->st), bad, 4, 1), 0);
@@ -1279,6 +1280,67 @@ START_TEST(test_blocks_written_as_one_run)
     fx_close(b);
     fx_close(c);
     fx_close(d);
+}
+END_TEST
+
+/* Builds on f (without committing) a certified block in which patient 1
+ * sets K_GUARD as guardian, or removes it. */
+static void build_guardian_block(fx *f, chain_block *b, int remove)
+{
+    chain_tx t;
+    uint8_t buf[CHAIN_TX_BYTES_MAX];
+    chain_exec *ex = NULL;
+    ck_assert_int_eq(chain_exec_begin(&ex, f->st, f->time_ms + 1000), 0);
+    set_guardian(f, &t, K_GUARD, remove);
+    t.nonce = ++f->nonce[1];
+    size_t n = sign_encode(f, &t, 1, buf);
+    ck_assert_int_eq(chain_exec_tx(ex, buf, n, 0), 0);
+    ck_assert_int_eq(chain_exec_finish(ex, b), 0);
+    b->hdr.proposer = pub_n(f, 100);
+    chain_exec_abort(ex);
+    sign_cert(f, b, 3);
+}
+
+/* A run's one tree update deletes as blocks one by one do: a guardian
+ * removed in the run, and one set and removed within it (a delete of a
+ * leaf the committed tree never had), leave the root every header
+ * claims. */
+START_TEST(test_run_deletes_as_blocks_do)
+{
+    enum { K = 5 };
+    fx *a = fx_open(), *b = fx_open();
+    chain_block blk[K];
+    for (unsigned i = 0; i < K; i++) {
+        chain_block_init(&blk[i]);
+        if (i == 1) build_grants_block(a, &blk[i], 20, 2);
+        else build_guardian_block(a, &blk[i], i % 2);   /* set, -, set, remove, set */
+        ck_assert_int_eq(chain_apply_committed(a->st, &blk[i]), 0);
+        a->time_ms += 1000;
+    }
+    chain_blocks_check *ck = NULL;
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(b->st), blk, K, 2), 0);
+    ck_assert_int_eq(chain_apply_checked(b->st, ck, 0), 0);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);   /* the guardian is committed */
+    tip_is(b->st, &blk[0]);
+    for (size_t i = 1; i < 4; i++) ck_assert_int_eq(chain_apply_checked(b->st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);   /* ... and removed in this run */
+    tip_is(b->st, &blk[3]);
+    ck_assert_int_eq(chain_apply_checked(b->st, ck, 4), 0);
+    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);
+    tip_is(b->st, &blk[4]);
+    chain_blocks_check_end(ck);
+    /* Set and removed within one run: the removal is of a leaf the
+     * committed tree does not hold. */
+    fx *c = fx_open();
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(c->st), blk, 4, 1), 0);
+    for (size_t i = 0; i < 4; i++) ck_assert_int_eq(chain_apply_checked(c->st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_write(c->st, ck), 0);
+    tip_is(c->st, &blk[3]);
+    chain_blocks_check_end(ck);
+    for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
+    fx_close(a);
+    fx_close(b);
+    fx_close(c);
 }
 END_TEST
 
@@ -1479,6 +1541,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_txs_verify_parallel);
     tcase_add_test(tc, test_blocks_check_background);
     tcase_add_test(tc, test_blocks_written_as_one_run);
+    tcase_add_test(tc, test_run_deletes_as_blocks_do);
     tcase_add_test(tc, test_store_open_errors);
     tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
