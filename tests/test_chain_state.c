@@ -1181,6 +1181,17 @@ static int has_page(chain_store *st, const chain_hash *h)
     return rc == 0;
 }
 
+/* Applies blk[0..n) to st as one run and writes it: the tip is the last. */
+static void write_as_run(chain_store *st, const chain_block *blk, size_t n, unsigned threads)
+{
+    chain_blocks_check *ck = NULL;
+    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(st), blk, n, threads), 0);
+    for (size_t i = 0; i < n; i++) ck_assert_int_eq(chain_apply_checked(st, ck, i), 0);
+    ck_assert_int_eq(chain_blocks_check_write(st, ck), 0);
+    tip_is(st, &blk[n - 1]);
+    chain_blocks_check_end(ck);
+}
+
 /* Applied synced blocks wait in memory, each executed on top of the one
  * before, until a write updates the tree once, checks the last state root
  * and stores them in one batch: the tip, the state and every proof are
@@ -1270,11 +1281,7 @@ START_TEST(test_blocks_written_as_one_run)
     ck_assert_int_eq(chain_apply_checked(d->st, ck, 3), CHAIN_EBLOCK);
     ck_assert_int_eq(chain_blocks_check_write(d->st, ck), CHAIN_EBLOCK);
     chain_blocks_check_end(ck);
-    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(d->st), bad, 4, 1), 0);
-    for (size_t i = 0; i < 3; i++) ck_assert_int_eq(chain_apply_checked(d->st, ck, i), 0);
-    ck_assert_int_eq(chain_blocks_check_write(d->st, ck), 0);   /* the good ones */
-    tip_is(d->st, &blk[2]);
-    chain_blocks_check_end(ck);
+    write_as_run(d->st, bad, 3, 1);   /* the good ones */
     for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
     fx_close(a);
     fx_close(b);
@@ -1317,26 +1324,13 @@ START_TEST(test_run_deletes_as_blocks_do)
         ck_assert_int_eq(chain_apply_committed(a->st, &blk[i]), 0);
         a->time_ms += 1000;
     }
-    chain_blocks_check *ck = NULL;
-    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(b->st), blk, K, 2), 0);
-    ck_assert_int_eq(chain_apply_checked(b->st, ck, 0), 0);
-    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);   /* the guardian is committed */
-    tip_is(b->st, &blk[0]);
-    for (size_t i = 1; i < 4; i++) ck_assert_int_eq(chain_apply_checked(b->st, ck, i), 0);
-    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);   /* ... and removed in this run */
-    tip_is(b->st, &blk[3]);
-    ck_assert_int_eq(chain_apply_checked(b->st, ck, 4), 0);
-    ck_assert_int_eq(chain_blocks_check_write(b->st, ck), 0);
-    tip_is(b->st, &blk[4]);
-    chain_blocks_check_end(ck);
+    write_as_run(b->st, blk, 1, 1);       /* the guardian is committed */
+    write_as_run(b->st, blk + 1, 3, 2);   /* ... and removed in this run */
+    write_as_run(b->st, blk + 4, 1, 1);
     /* Set and removed within one run: the removal is of a leaf the
      * committed tree does not hold. */
     fx *c = fx_open();
-    ck_assert_int_eq(chain_blocks_check_start(&ck, chain_store_genesis(c->st), blk, 4, 1), 0);
-    for (size_t i = 0; i < 4; i++) ck_assert_int_eq(chain_apply_checked(c->st, ck, i), 0);
-    ck_assert_int_eq(chain_blocks_check_write(c->st, ck), 0);
-    tip_is(c->st, &blk[3]);
-    chain_blocks_check_end(ck);
+    write_as_run(c->st, blk, 4, 1);
     for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
     fx_close(a);
     fx_close(b);
