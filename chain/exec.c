@@ -500,7 +500,8 @@ static int exec_begin(chain_exec **out, chain_store *st, const chain__base *base
     ex->scratch = chain__map_create(SCRATCH_MAX);
     ex->nodes = base ? NULL : chain__map_create(NODES_MAX);   /* a run's tree is the run's */
     ex->tx = malloc(sizeof *ex->tx);
-    if (ex->overlay == NULL || ex->scratch == NULL || (ex->nodes == NULL && base == NULL) || ex->tx == NULL) {
+    int no_nodes = base == NULL && ex->nodes == NULL;
+    if (ex->overlay == NULL || ex->scratch == NULL || no_nodes || ex->tx == NULL) {
         chain_exec_abort(ex);
         return CHAIN_ENOMEM;
     }

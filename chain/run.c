@@ -6,12 +6,12 @@
  * grants a block that is some 60 pages, nearly all replaced again a block
  * or two later (the top levels by every block): that tree work and the
  * memtable inserts of its pages were a large share of what catching up
- * cost. So a run executes each block on top of the
- * ones before it (their merged state changes are the base of the next,
- * chain__exec_block_on) and checks every header but its state root as it
- * goes; the write then updates the tree once with the run's merged changes
- * and checks the root against the last block's header before writing the
- * blocks, their tx index, the state and the new pages in one WriteBatch.
+ * cost. So a run executes each block on top of the ones before it (their
+ * merged state changes are the base of the next, chain__exec_block_on)
+ * and checks every header but its state root as it goes; the write then
+ * updates the tree once with the run's merged changes and checks the root
+ * against the last block's header before writing the blocks, their tx
+ * index, the state and the new pages in one WriteBatch.
  *
  * One update gives the same root as one per block: the tree is a function
  * of its set of leaves (smt.c), and the merged changes are that set's

@@ -666,7 +666,7 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
         run = 0;
     }
     double t0 = mono_s();
-    int refused = 0;
+    int write_failed = 0;
     for (size_t i = 0; i < run && !n->stopping && !n->halted; i++) {
         /* A write lets held consensus commits apply: they may overtake. */
         if (bs[i].hdr.height <= chain_store_height(n->store)) break;
@@ -679,13 +679,15 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
         size_t txs;
         (void)chain_blocks_check_unwritten(ck, &txs);
         if (txs < NODE_SYNC_WRITE_TXS && i + 1 < run) continue;
-        refused = write_synced(n, ck, bs, &applied, i + 1, t0) != 0;
-        if (refused) break;
+        write_failed = write_synced(n, ck, bs, &applied, i + 1, t0) != 0;
+        if (write_failed) break;
         t0 = mono_s();
     }
-    /* A refused block still leaves the ones before it to write. */
+    /* A refused block still leaves the ones before it to write; a refused
+     * write (a wrong state root) leaves nothing worth trying again. */
     size_t unwritten = chain_blocks_check_unwritten(ck, NULL);
-    if (!refused && !n->stopping && !n->halted) (void)write_synced(n, ck, bs, &applied, applied + unwritten, t0);
+    if (!write_failed && !n->stopping && !n->halted)
+        (void)write_synced(n, ck, bs, &applied, applied + unwritten, t0);
     chain_blocks_check_end(ck);
     chain_hash last;
     if (applied > 0) chain_header_hash(&bs[applied - 1].hdr, &last);
