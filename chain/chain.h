@@ -547,7 +547,8 @@ int chain_exec_begin(chain_exec **out, chain_store *st, uint64_t time_ms) CHAIN_
 int chain_exec_tx(chain_exec *ex, const uint8_t *tx, size_t len, int sig_checked) CHAIN_WUR;
 /* Fills hdr fields that follow from execution: height, prev_hash, time_ms,
  * tx_root, state_root, valset_hash, chain_id (proposer and view are the
- * caller's). The block holds the applied txs, in order. */
+ * caller's). The block holds the applied txs, in order. CHAIN_ESTATE if
+ * another block was committed since chain_exec_begin. */
 int chain_exec_finish(chain_exec *ex, chain_block *out) CHAIN_WUR;
 /* Writes the block (with its cert) and the overlay in one synced WriteBatch. */
 int chain_exec_commit(chain_exec *ex, const chain_block *b) CHAIN_WUR;

@@ -136,12 +136,17 @@ chain__smt_cache *chain__store_smt_cache(chain_store *st);
 uint64_t chain__store_tip_time_ms(const chain_store *st);
 /* store.c: writes blocks[0..n) (consecutive, the first at the tip + 1;
  * last_hash is the last one's hash, its state root the new one) with every
- * change in `state` and every node in `nodes` in one WriteBatch, synced
- * unless sync is 0 (block sync: see the comment in store.c), then moves
- * the tip. */
+ * change in `state` in one WriteBatch, synced unless sync is 0 (block
+ * sync: see the comment in store.c), then moves the tip. The tree pages
+ * in `nodes` move to the store (nodes ends empty), which writes them in a
+ * later batch (see "Tree pages" in store.c). */
 int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_t n,
-                        const chain_hash *last_hash, const chain__map *state, const chain__map *nodes,
+                        const chain_hash *last_hash, const chain__map *state, chain__map *nodes,
                         int sync);
+/* store.c, for tests: when held tree pages are written (default 32 MiB or
+ * 256 commits; commits 1..256), and how many are held. */
+void chain__store_set_tree_flush(chain_store *st, size_t bytes, unsigned commits);
+size_t chain__store_pending_pages(chain_store *st);
 
 /* The tip a block builds on. */
 typedef struct {

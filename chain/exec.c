@@ -572,10 +572,25 @@ int chain__state_update(chain_store *st, const chain__map *changes, const chain_
     return rc;
 }
 
+static int hash_eq(const chain_hash *a, const chain_hash *b)
+{
+    return memcmp(a->b, b->b, CHAIN_HASH_LEN) == 0;
+}
+
+/* Another block was committed since begin: the exec is stale. */
+static int store_moved(chain_exec *ex)
+{
+    chain_hash tip;
+    chain_store_tip_hash(ex->st, &tip);
+    return chain_store_height(ex->st) + 1 != ex->height || !hash_eq(&tip, &ex->prev_hash);
+}
+
 static int seal(chain_exec *ex)
 {
     if (ex->broken) return CHAIN_ENOMEM;
     if (ex->sealed) return CHAIN_OK;
+    /* The pages of a superseded root may never be written (store.c). */
+    if (ex->base == NULL && store_moved(ex)) return CHAIN_ESTATE;
     chain_header *h = &ex->hdr;
     memset(h, 0, sizeof *h);
     /* In a run the state root is the run's to check (run.c). */
@@ -616,11 +631,6 @@ int chain_exec_finish(chain_exec *ex, chain_block *out)
     return CHAIN_OK;
 }
 
-static int hash_eq(const chain_hash *a, const chain_hash *b)
-{
-    return memcmp(a->b, b->b, CHAIN_HASH_LEN) == 0;
-}
-
 /* b carries exactly the txs ex applied, so its tx root is the sealed one:
  * comparing bytes costs far less than hashing every tx again. */
 static int same_txs(const chain_exec *ex, const chain_block *b)
@@ -648,11 +658,7 @@ static int exec_commit(chain_exec *ex, const chain_block *b, int sync)
     if (ex->committed || ex->base != NULL) return CHAIN_ESTATE;
     int rc = seal(ex);
     if (rc != CHAIN_OK) return rc;
-    /* The store moved since begin (another block committed): stale. */
-    chain_hash tip;
-    chain_store_tip_hash(ex->st, &tip);
-    if (chain_store_height(ex->st) + 1 != ex->height || !hash_eq(&tip, &ex->prev_hash))
-        return CHAIN_ESTATE;
+    if (store_moved(ex)) return CHAIN_ESTATE;
     if (!header_matches(&b->hdr, &ex->hdr, 1) || !same_txs(ex, b)) return CHAIN_EBLOCK;
     chain_hash bh;
     chain_header_hash(&b->hdr, &bh);

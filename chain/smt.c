@@ -61,6 +61,7 @@ enum { TAG_LEAF = 0x00, TAG_INNER = 0x01 };
 #define NODE_BYTES (1 + 2 * CHAIN_HASH_LEN)
 #define PAGE_BITS 4u
 #define PAGE_SLOTS 16u
+_Static_assert(PAGE_SLOTS == CHAIN__SMT_PAGE_SLOTS, "smt.h names the page width");
 #define PAGE_BYTES_MAX (4 + PAGE_SLOTS * 2 * CHAIN_HASH_LEN)
 
 typedef enum {
@@ -243,6 +244,27 @@ static int page_decode(smt_page *pg, const chain_hash *hash, unsigned depth, con
     page_rehash(pg, 0xffff0000u);
     if (pg->kind[1] == NODE_EMPTY || !hash_eq(&pg->hash[1], hash)) return CHAIN_EIO;
     return CHAIN_OK;
+}
+
+/* The inner children of an encoded page, by hash, in slot order. Only the
+ * layout is checked (the page's own hash is not recomputed): the store
+ * uses it to walk the pages it wrote itself. */
+int chain__smt_page_children(const uint8_t *buf, size_t len, chain_hash out[CHAIN__SMT_PAGE_SLOTS],
+                             unsigned *n)
+{
+    if (len < 4 || len > PAGE_BYTES_MAX) return CHAIN_EIO;
+    unsigned present = (unsigned)buf[0] << 8 | buf[1], leaves = (unsigned)buf[2] << 8 | buf[3];
+    if ((leaves & ~present) != 0) return CHAIN_EIO;
+    size_t off = 4;
+    *n = 0;
+    for (unsigned s = 0; s < PAGE_SLOTS; s++) {
+        if (!(present & (1u << s))) continue;
+        size_t w = leaves & (1u << s) ? 2 * CHAIN_HASH_LEN : CHAIN_HASH_LEN;
+        if (len - off < w) return CHAIN_EIO;
+        if (w == CHAIN_HASH_LEN) memcpy(out[(*n)++].b, buf + off, CHAIN_HASH_LEN);
+        off += w;
+    }
+    return off == len ? CHAIN_OK : CHAIN_EIO;
 }
 
 /* ------------------------------------------------------------------ cache */

@@ -5,9 +5,9 @@
  * single leaf is stored as that leaf ("compact" SMT), so depth is about
  * log2(n). It is stored in pages of four binary levels (see smt.c), so an
  * update costs O(changes x log16 n) page reads and writes. Pages are
- * content-addressed (key = hash of the node they describe), so every old
- * root stays readable and a root written for an aborted block is simply
- * never used.
+ * content-addressed (key = hash of the node they describe), so a page
+ * written for an aborted block is simply never used. (The store writes
+ * only the pages under the roots it flushes: see store.c.)
  *
  * Storage is reached through a small backend so tests can use a hash map and
  * the store can use RocksDB (reads from the state column family, writes into
@@ -52,6 +52,13 @@ int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const 
 /* Reads the value hash of key; CHAIN_ENOTFOUND if absent. */
 int chain__smt_get(const chain__smt_backend *be, chain_hash *val_out, const chain_hash *root,
                    const chain_hash *key);
+
+/* The inner children of an encoded page (a value the backend's put was
+ * given): their hashes in out, their count in *n. CHAIN_EIO if buf is not
+ * a page's layout. */
+#define CHAIN__SMT_PAGE_SLOTS 16u
+int chain__smt_page_children(const uint8_t *buf, size_t len, chain_hash out[CHAIN__SMT_PAGE_SLOTS],
+                             unsigned *n);
 
 /* A proof of presence (value) or absence of one key. */
 #define CHAIN_SMT_DEPTH 256

@@ -5,15 +5,18 @@
  *   txindex : tx hash              -> height (u64 BE) || index (u32 BE)
  *   state   : see state.c (grants, nonces, guardians, institutions, tree)
  *   meta    : "c:tip"  -> height u64 BE | tip hash | state root | time_ms u64 BE
+ *             "c:tree" -> the root whose pages are all written
+ *             "c:dirty:" height u64 BE -> the state keys a commit changed
  *             "c:genesis" -> genesis hash
  *             "u:<key>" -> chain_store_put_meta values (consensus votes)
  * Internal meta keys and caller keys live in separate namespaces so a caller
  * can never overwrite the tip.
  *
- * Durability: a block, its tx index entries, all its state changes, its new
- * tree nodes and the new tip go in ONE WriteBatch written with sync=1, so a
- * kill -9 leaves either the whole block or none of it, and the WAL is
- * fsynced once per block rather than once per tx. A run of synced blocks
+ * Durability: a block, its tx index entries, all its state changes, the
+ * keys it changed (or, at a flush, the tree pages: see "Tree pages") and
+ * the new tip go in ONE WriteBatch written with sync=1, so a kill -9 leaves
+ * either the whole block or none of it, and the WAL is fsynced once per
+ * block rather than once per tx. A run of synced blocks
  * is written the same way, many blocks in one batch (run.c). The first
  * open writes the genesis state (its institutions) the same way.
  *
@@ -48,6 +51,10 @@ enum { CF_DEFAULT, CF_BLOCKS, CF_TXINDEX, CF_STATE, CF_META, CF_COUNT };
 static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "state", "meta"};
 
 #define META_TIP "c:tip"
+#define META_TREE "c:tree"
+#define META_DIRTY "c:dirty:"   /* + height u64 BE */
+#define META_DIRTY_END "c:dirty;"
+#define DIRTY_KEY_LEN (sizeof META_DIRTY - 1 + 8)
 #define META_GENESIS "c:genesis"
 #define META_USER_PREFIX "u:"
 #define META_KEY_LEN_MAX 128
@@ -67,6 +74,12 @@ static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "
  * of node CPU each, against 28.1k/s and 35.3 us with 2^16, four paired
  * runs). */
 #define PAGE_CACHE_SLOTS_LOG2 18u
+
+/* Tree pages are written to RocksDB when the pages held back reach
+ * TREE_FLUSH_BYTES or after TREE_DIRTY_MAX commits (see "Tree pages"). */
+#define TREE_FLUSH_BYTES ((size_t)32 << 20)
+#define TREE_DIRTY_MAX 256u
+#define PENDING_MAX ((size_t)1 << 24)
 
 /* Registry records by key, present or absent. Every grant's execution and
  * every gateway check reads the grantee's record, and a few hundred
@@ -102,6 +115,15 @@ struct chain_store {
     pthread_mutex_t inst_lock;
     uint64_t inst_gen;   /* commits that changed the registry */
     inst_slot *insts;    /* INST_CACHE_SLOTS */
+    /* Tree pages of written blocks not yet in RocksDB (see "Tree pages"). */
+    pthread_rwlock_t pending_lock;
+    chain__map *pending;        /* page hash -> encoded page */
+    size_t pending_bytes;
+    chain_hash tree_root;       /* every page under it is in RocksDB */
+    uint64_t dirty[TREE_DIRTY_MAX];   /* heights of the "c:dirty:" entries */
+    unsigned n_dirty;
+    size_t flush_bytes;         /* TREE_FLUSH_BYTES; tests lower it */
+    unsigned flush_commits;     /* at most TREE_DIRTY_MAX */
 };
 
 static uint64_t get_u64be(const uint8_t *p)
@@ -253,6 +275,17 @@ int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, co
 
 int chain__store_node_get(chain_store *st, const chain_hash *h, uint8_t **val, size_t *len)
 {
+    chain__map_entry e;
+    int rc = CHAIN_ENOTFOUND;
+    pthread_rwlock_rdlock(&st->pending_lock);
+    if (chain__map_get(st->pending, &e, h->b, CHAIN_HASH_LEN)) {
+        *val = malloc(e.vlen ? e.vlen : 1);
+        rc = *val == NULL ? CHAIN_ENOMEM : CHAIN_OK;
+        if (rc == CHAIN_OK) memcpy(*val, e.val, e.vlen);
+        *len = e.vlen;
+    }
+    pthread_rwlock_unlock(&st->pending_lock);
+    if (rc != CHAIN_ENOTFOUND) return rc;
     uint8_t k[CHAIN__KEY_MAX];
     size_t kl = chain__key_node(k, h);
     return cf_get(st, CF_STATE, val, len, k, kl);
@@ -537,6 +570,8 @@ static int options_setup(chain_store *st)
     return CHAIN_OK;
 }
 
+static int tree_recover(chain_store *st);   /* see "Tree pages" */
+
 int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
 {
     if (out == NULL || dir == NULL || g == NULL) return CHAIN_EINVAL;
@@ -561,7 +596,11 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
         return CHAIN_ENOMEM;
     }
     pthread_mutex_init(&st->inst_lock, NULL);
-    int rc = options_setup(st);
+    pthread_rwlock_init(&st->pending_lock, NULL);
+    st->flush_bytes = TREE_FLUSH_BYTES;
+    st->flush_commits = TREE_DIRTY_MAX;
+    st->pending = chain__map_create(PENDING_MAX);
+    int rc = st->pending == NULL ? CHAIN_ENOMEM : options_setup(st);
     if (rc != CHAIN_OK) {
         chain_store_close(st);
         return rc;
@@ -572,6 +611,7 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
     st->db = rocksdb_open_column_families(st->opts, dir, CF_COUNT, cf_names, cf_opts, st->cf, &err);
     rc = rdb_err(err);
     if (rc == CHAIN_OK) rc = genesis_check(st);
+    if (rc == CHAIN_OK) rc = tree_recover(st);
     if (rc != CHAIN_OK) {
         chain_store_close(st);
         return rc;
@@ -597,6 +637,8 @@ void chain_store_close(chain_store *st)
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
     chain__smt_cache_destroy(st->pages);
     pthread_mutex_destroy(&st->inst_lock);
+    pthread_rwlock_destroy(&st->pending_lock);
+    chain__map_destroy(st->pending);
     free(st->insts);
     free(st->genesis);
     free(st);
@@ -706,23 +748,216 @@ static int batch_add_blocks(rocksdb_writebatch_t *wb, chain_store *st, const cha
     return CHAIN_OK;
 }
 
+/* ------------------------------------------------------------------ tree pages */
+
+/* Tree pages. A block's update rewrites the pages on the paths from its
+ * changed leaves to the root, and the upper pages again in every block:
+ * written block by block, pages were most of a block's RocksDB entries,
+ * and inserting them into the memtable was the largest cost of a small
+ * block. So a commit hands its new pages to st->pending instead, and they
+ * reach RocksDB only at a flush (tree_flush), when the held pages reach
+ * flush_bytes or the commits since the last flush reach flush_commits:
+ * then only the pages reachable from the new root are written, and the
+ * others (superseded within the window) never are.
+ *
+ * Crash safety. A commit that does not flush writes, in its batch, the
+ * keys its blocks changed ("c:dirty:<height>") and "c:tree", the root
+ * whose pages are all in RocksDB. A flush writes its pages, deletes the
+ * dirty entries and moves "c:tree" in the batch of the commit that
+ * triggers it. On open (tree_recover), the changed keys' current values
+ * are applied to the tree at "c:tree"; the tree is a function of its
+ * leaves, so that yields the tip's root, and anything else is CHAIN_EIO.
+ * A store without "c:tree" has every page written. */
+
+static void dirty_key(uint8_t out[DIRTY_KEY_LEN], uint64_t height)
+{
+    memcpy(out, META_DIRTY, sizeof META_DIRTY - 1);
+    chain__put_u64be(out + sizeof META_DIRTY - 1, height);
+}
+
+/* The changed keys of a commit: u8 length | key, each. */
+static int dirty_put(rocksdb_writebatch_t *wb, chain_store *st, uint64_t height,
+                     const chain__map *state)
+{
+    size_t n = 0, it = 0;
+    chain__map_entry e;
+    while (chain__map_next(state, &it, &e)) n += 1 + e.klen;
+    uint8_t *v = malloc(n ? n : 1), k[DIRTY_KEY_LEN];
+    if (v == NULL) return CHAIN_ENOMEM;
+    size_t off = 0;
+    it = 0;
+    while (chain__map_next(state, &it, &e)) {
+        assert(e.klen <= CHAIN__KEY_MAX);
+        v[off++] = (uint8_t)e.klen;
+        memcpy(v + off, e.key, e.klen);
+        off += e.klen;
+    }
+    dirty_key(k, height);
+    rocksdb_writebatch_put_cf(wb, st->cf[CF_META], (const char *)k, sizeof k, (const char *)v, off);
+    free(v);
+    return CHAIN_OK;
+}
+
+typedef struct {
+    chain__map_entry *v;
+    size_t n, cap;
+} page_list;
+
+/* Collects the held pages reachable from h; a page not held is in
+ * RocksDB already, and so is everything under it. */
+static int reachable(chain_store *st, page_list *out, const chain_hash *h, unsigned depth)
+{
+    chain__map_entry e;
+    if (!chain__map_get(st->pending, &e, h->b, CHAIN_HASH_LEN)) return CHAIN_OK;
+    if (depth > CHAIN_SMT_DEPTH / 4) return CHAIN_EIO;   /* four levels a page */
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? 2 * out->cap : 1024;
+        chain__map_entry *v = realloc(out->v, cap * sizeof *v);
+        if (v == NULL) return CHAIN_ENOMEM;
+        out->v = v;
+        out->cap = cap;
+    }
+    out->v[out->n++] = e;
+    chain_hash kids[CHAIN__SMT_PAGE_SLOTS];
+    unsigned nk = 0;
+    int rc = chain__smt_page_children(e.val, e.vlen, kids, &nk);
+    for (unsigned i = 0; i < nk && rc == CHAIN_OK; i++) rc = reachable(st, out, &kids[i], depth + 1);
+    return rc;
+}
+
+/* Puts the held pages under root into the batch (in key order, see
+ * entries_sorted), deletes the dirty entries and moves "c:tree". */
+static int tree_flush(rocksdb_writebatch_t *wb, chain_store *st, const chain_hash *root)
+{
+    page_list l = {NULL, 0, 0};
+    int rc = reachable(st, &l, root, 0);
+    if (rc == CHAIN_OK) {
+        qsort(l.v, l.n, sizeof *l.v, entry_cmp);
+        for (size_t i = 0; i < l.n; i++) batch_add_entry(wb, st, &l.v[i], 1);
+        for (unsigned i = 0; i < st->n_dirty; i++) {
+            uint8_t k[DIRTY_KEY_LEN];
+            dirty_key(k, st->dirty[i]);
+            rocksdb_writebatch_delete_cf(wb, st->cf[CF_META], (const char *)k, sizeof k);
+        }
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TREE, strlen(META_TREE),
+                                  (const char *)root->b, CHAIN_HASH_LEN);
+    }
+    free(l.v);
+    return rc;
+}
+
+/* Hands a commit's new pages to st->pending (moved out of nodes). Pages
+ * of a block that then fails to be written stay until the next flush,
+ * which skips them: they are unreachable. */
+static int pending_take(chain_store *st, chain__map *nodes)
+{
+    size_t bytes = 0, it = 0;
+    chain__map_entry e;
+    while (nodes != NULL && chain__map_next(nodes, &it, &e)) bytes += e.vlen;
+    if (nodes == NULL || chain__map_count(nodes) == 0) return CHAIN_OK;
+    pthread_rwlock_wrlock(&st->pending_lock);
+    int rc = chain__map_merge(st->pending, nodes);
+    pthread_rwlock_unlock(&st->pending_lock);
+    if (rc == CHAIN_OK) st->pending_bytes += bytes;
+    return rc;
+}
+
+static void pending_clear(chain_store *st)
+{
+    pthread_rwlock_wrlock(&st->pending_lock);
+    chain__map_clear(st->pending);
+    pthread_rwlock_unlock(&st->pending_lock);
+    st->pending_bytes = 0;
+    st->n_dirty = 0;
+}
+
+/* Adds the tree's part of a commit of blocks up to (height, root). */
+static int batch_add_tree(rocksdb_writebatch_t *wb, chain_store *st, uint64_t height,
+                          const chain_hash *root, const chain__map *state, int *flushed)
+{
+    *flushed = st->pending_bytes >= st->flush_bytes || st->n_dirty + 1 >= st->flush_commits;
+    if (*flushed) return tree_flush(wb, st, root);
+    rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TREE, strlen(META_TREE),
+                              (const char *)st->tree_root.b, CHAIN_HASH_LEN);
+    return dirty_put(wb, st, height, state);
+}
+
+/* Applies the keys of the dirty entries, at their current values, to the
+ * tree at "c:tree"; the root must come out as the tip's. */
+static int tree_recover(chain_store *st)
+{
+    uint8_t *v = NULL;
+    size_t n = 0;
+    int rc = cf_get(st, CF_META, &v, &n, META_TREE, strlen(META_TREE));
+    if (rc == CHAIN_ENOTFOUND) {
+        st->tree_root = st->state_root;
+        return CHAIN_OK;
+    }
+    if (rc != CHAIN_OK) return rc;
+    if (n != CHAIN_HASH_LEN) rc = CHAIN_EIO;
+    else memcpy(st->tree_root.b, v, CHAIN_HASH_LEN);
+    free(v);
+    chain__map *changes = chain__map_create(PENDING_MAX), *nodes = chain__map_create(PENDING_MAX);
+    if (rc == CHAIN_OK && (changes == NULL || nodes == NULL)) rc = CHAIN_ENOMEM;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, META_DIRTY_END, strlen(META_DIRTY_END));
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[CF_META]);
+    rocksdb_iter_seek(it, META_DIRTY, strlen(META_DIRTY));
+    for (; rc == CHAIN_OK && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *d = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl != DIRTY_KEY_LEN || st->n_dirty == TREE_DIRTY_MAX) { rc = CHAIN_EIO; break; }
+        st->dirty[st->n_dirty++] = get_u64be(k + sizeof META_DIRTY - 1);
+        for (size_t off = 0; rc == CHAIN_OK && off < vl;) {
+            size_t l = d[off++];
+            if (l == 0 || l > CHAIN__KEY_MAX || vl - off < l) { rc = CHAIN_EIO; break; }
+            uint8_t *val = NULL;
+            size_t len = 0;
+            rc = chain__store_get(st, &val, &len, d + off, l);
+            if (rc == CHAIN_OK || rc == CHAIN_ENOTFOUND)
+                rc = chain__map_put(changes, d + off, l, val, len);
+            free(val);
+            off += l;
+        }
+    }
+    char *err = NULL;
+    if (rc == CHAIN_OK) rocksdb_iter_get_error(it, &err);
+    if (err != NULL) rc = rdb_err(err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    chain_hash root;
+    if (rc == CHAIN_OK) rc = chain__state_update(st, changes, &st->tree_root, nodes, &root);
+    if (rc == CHAIN_OK && memcmp(root.b, st->state_root.b, CHAIN_HASH_LEN) != 0) rc = CHAIN_EIO;
+    if (rc == CHAIN_OK) rc = pending_take(st, nodes);
+    chain__map_destroy(changes);
+    chain__map_destroy(nodes);
+    return rc;
+}
+
 int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_t n,
-                        const chain_hash *last_hash, const chain__map *state, const chain__map *nodes,
+                        const chain_hash *last_hash, const chain__map *state, chain__map *nodes,
                         int sync)
 {
     assert(n > 0 && blocks[0]->hdr.height == st->height + 1);
     assert(memcmp(blocks[0]->hdr.prev_hash.b, st->tip_hash.b, CHAIN_HASH_LEN) == 0);
     const chain_block *b = blocks[n - 1];
     assert(b->hdr.height == st->height + n);
+    int rc = pending_take(st, nodes);
+    if (rc != CHAIN_OK) return rc;
     uint8_t tip[TIP_BYTES];
+    int flushed = 0;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    int rc = batch_add_blocks(wb, st, blocks, n);
+    rc = batch_add_blocks(wb, st, blocks, n);
+    if (rc == CHAIN_OK) {
+        batch_add_txindex(wb, st, blocks, n);
+        batch_add_map(wb, st, state, 0);
+        rc = batch_add_tree(wb, st, b->hdr.height, &b->hdr.state_root, state, &flushed);
+    }
     if (rc != CHAIN_OK) {
         rocksdb_writebatch_destroy(wb);
         return rc;
     }
-    batch_add_txindex(wb, st, blocks, n);
-    batch_add_state(wb, st, state, nodes);
     tip_encode(tip, b->hdr.height, last_hash, &b->hdr.state_root, b->hdr.time_ms);
     rocksdb_writebatch_put_cf(wb, st->cf[CF_META], META_TIP, strlen(META_TIP), (const char *)tip,
                               sizeof tip);
@@ -732,12 +967,30 @@ int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_
     rc = rdb_err(err);
     if (rc != CHAIN_OK) return rc;
     inst_cache_commit(st, state);
+    if (flushed) {
+        pending_clear(st);
+        st->tree_root = b->hdr.state_root;
+    } else {
+        st->dirty[st->n_dirty++] = b->hdr.height;
+    }
     /* Only a written block moves the cached tip. */
     st->height = b->hdr.height;
     st->tip_hash = *last_hash;
     st->state_root = b->hdr.state_root;
     st->tip_time_ms = b->hdr.time_ms;
     return CHAIN_OK;
+}
+
+void chain__store_set_tree_flush(chain_store *st, size_t bytes, unsigned commits)
+{
+    assert(commits >= 1 && commits <= TREE_DIRTY_MAX);
+    st->flush_bytes = bytes;
+    st->flush_commits = commits;
+}
+
+size_t chain__store_pending_pages(chain_store *st)
+{
+    return chain__map_count(st->pending);
 }
 
 int chain_store_sync(chain_store *st)

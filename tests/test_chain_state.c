@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rocksdb/c.h>
+
 #include "chain/chain.h"
 #include "chain/chain_internal.h"
 #include "chain/smt.h"
@@ -730,8 +732,8 @@ START_TEST(test_exec_misuse)
     free(b.txs[1]);
     ck_assert_int_eq(chain_exec_commit(ex, &b), 0);
     ck_assert_int_eq(chain_exec_commit(ex, &b), CHAIN_ESTATE);     /* twice */
-    /* ex2 began on the old tip: stale now. */
-    ck_assert_int_eq(chain_exec_finish(ex2, &b2), 0);
+    /* ex2 began on the old tip: stale now, before and after sealing. */
+    ck_assert_int_eq(chain_exec_finish(ex2, &b2), CHAIN_ESTATE);
     ck_assert_int_eq(chain_exec_commit(ex2, &b2), CHAIN_ESTATE);
     chain_exec_abort(ex);
     chain_exec_abort(ex2);
@@ -1338,6 +1340,92 @@ START_TEST(test_run_deletes_as_blocks_do)
 }
 END_TEST
 
+/* Deletes the newest "c:dirty:" entry of a closed store, as a lost write
+ * would: the keys it names then never reach the tree on reopening. */
+static void drop_newest_dirty(const char *dir)
+{
+    const char *names[5] = {"default", "blocks", "txindex", "state", "meta"};
+    rocksdb_options_t *o = rocksdb_options_create();
+    const rocksdb_options_t *cfo[5] = {o, o, o, o, o};
+    rocksdb_column_family_handle_t *cf[5];
+    char *err = NULL;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, cfo, cf, &err);
+    ck_assert_ptr_null(err);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, cf[4]);
+    rocksdb_iter_seek_for_prev(it, "c:dirty;", 8);
+    ck_assert(rocksdb_iter_valid(it));
+    size_t kl = 0;
+    const char *k = rocksdb_iter_key(it, &kl);
+    ck_assert(kl == 16 && memcmp(k, "c:dirty:", 8) == 0);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_delete_cf(db, wo, cf[4], k, kl, &err);
+    ck_assert_ptr_null(err);
+    rocksdb_iter_destroy(it);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_readoptions_destroy(ro);
+    for (int i = 0; i < 5; i++) rocksdb_column_family_handle_destroy(cf[i]);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+/* Tree pages wait in the store and are written at a flush, only those
+ * under the flushed root; reopened between flushes, a store rebuilds the
+ * tip's tree from the keys its commits changed, and its proofs and the
+ * next blocks are those of a store that wrote every page at once. Losing
+ * a commit's list of keys is found on reopening (CHAIN_EIO). */
+START_TEST(test_tree_pages_held_then_written)
+{
+    enum { K = 10, PER = 3, FIRST = 20 };
+    fx *a = fx_open(), *b = fx_open();
+    chain__store_set_tree_flush(a->st, SIZE_MAX, 4);
+    chain__store_set_tree_flush(b->st, 0, 1);   /* every commit writes its pages */
+    chain_block blk[K];
+    for (unsigned i = 0; i < K; i++) {
+        chain_block_init(&blk[i]);
+        build_grants_block(a, &blk[i], FIRST + PER * i, PER);
+        ck_assert_int_eq(chain_apply_committed(a->st, &blk[i]), 0);
+        ck_assert_int_eq(chain_apply_committed(b->st, &blk[i]), 0);
+        a->time_ms += 1000;
+        ck_assert_uint_eq(chain__store_pending_pages(b->st), 0);
+        /* The fourth commit (and the eighth) flushes. */
+        ck_assert_uint_eq(chain__store_pending_pages(a->st) == 0, i % 4 == 3);
+        if (i == 3) {
+            ck_assert(has_page(a->st, &blk[3].hdr.state_root));
+            ck_assert(!has_page(a->st, &blk[2].hdr.state_root));   /* superseded: never written */
+            ck_assert(has_page(b->st, &blk[2].hdr.state_root));
+        }
+        if (i == 5) {
+            /* Reopened between flushes: the held pages are rebuilt. */
+            chain_store_close(a->st);
+            ck_assert_int_eq(chain_store_open(&a->st, a->dir, a->g), 0);
+            chain__store_set_tree_flush(a->st, SIZE_MAX, 4);
+            tip_is(a->st, &blk[i]);
+            ck_assert_uint_gt(chain__store_pending_pages(a->st), 0);
+        }
+    }
+    tip_is(a->st, &blk[K - 1]);
+    tip_is(b->st, &blk[K - 1]);
+    chain_pubkey gw = pub_n(a, K_GW);
+    for (unsigned p = FIRST; p < FIRST + K * PER; p++) {
+        chain_check_proof pr;
+        chain_pubkey pa = pub_n(a, p);
+        ck_assert_int_eq(chain_check_prove(a->st, &pr, &pa, &gw), 0);
+        ck_assert_uint_eq(pr.height, K);
+        chain_check_proof_free(&pr);
+    }
+    /* Two commits since the last flush; the newest's keys are lost. */
+    chain_store_close(a->st);
+    drop_newest_dirty(a->dir);
+    a->st = NULL;
+    ck_assert_int_eq(chain_store_open(&a->st, a->dir, a->g), CHAIN_EIO);
+    ck_assert_ptr_null(a->st);
+    for (size_t i = 0; i < K; i++) chain_block_free(&blk[i]);
+    fx_close(a);
+    fx_close(b);
+}
+END_TEST
+
 START_TEST(test_store_open_errors)
 {
     fx *f = fx_open();
@@ -1536,6 +1624,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_blocks_check_background);
     tcase_add_test(tc, test_blocks_written_as_one_run);
     tcase_add_test(tc, test_run_deletes_as_blocks_do);
+    tcase_add_test(tc, test_tree_pages_held_then_written);
     tcase_add_test(tc, test_store_open_errors);
     tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
