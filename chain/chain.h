@@ -548,7 +548,8 @@ int chain_exec_tx(chain_exec *ex, const uint8_t *tx, size_t len, int sig_checked
 /* Fills hdr fields that follow from execution: height, prev_hash, time_ms,
  * tx_root, state_root, valset_hash, chain_id (proposer and view are the
  * caller's). The block holds the applied txs, in order. CHAIN_ESTATE if
- * another block was committed since chain_exec_begin. */
+ * another block was committed since chain_exec_begin and before the first
+ * finish (a later finish returns the sealed header again). */
 int chain_exec_finish(chain_exec *ex, chain_block *out) CHAIN_WUR;
 /* Writes the block (with its cert) and the overlay in one synced WriteBatch. */
 int chain_exec_commit(chain_exec *ex, const chain_block *b) CHAIN_WUR;
@@ -609,8 +610,9 @@ size_t chain_blocks_check_unwritten(const chain_blocks_check *c, size_t *txs);
 /* Updates the state tree once with every change of the unwritten blocks
  * and checks the root against the last one's header, then writes them,
  * unsynced as chain_apply_committed_unsynced, in one WriteBatch: the
- * blocks, their tx index, the state as the last one left it and the new
- * tree pages (so only the last block's state root can be proved against).
+ * blocks, their tx index and the state as the last one left it (and the
+ * new tree pages go to the store: only the last block's state root can be
+ * proved against).
  * Then the store's tip is the last of them. CHAIN_EBLOCK if the root
  * differs (nothing is written, and the unwritten blocks take no more),
  * CHAIN_ESTATE if the store moved since they were applied (they are kept);

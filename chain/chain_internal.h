@@ -138,8 +138,8 @@ uint64_t chain__store_tip_time_ms(const chain_store *st);
  * last_hash is the last one's hash, its state root the new one) with every
  * change in `state` in one WriteBatch, synced unless sync is 0 (block
  * sync: see the comment in store.c), then moves the tip. The tree pages
- * in `nodes` move to the store (nodes ends empty), which writes them in a
- * later batch (see "Tree pages" in store.c). */
+ * in `nodes` move to the store (nodes ends empty, unless memory runs out),
+ * which writes them in a later batch (see "Tree pages" in store.c). */
 int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_t n,
                         const chain_hash *last_hash, const chain__map *state, chain__map *nodes,
                         int sync);

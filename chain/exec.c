@@ -9,8 +9,10 @@
  *
  * Sealing (chain_exec_finish, or chain_exec_block) turns the overlay's
  * authenticated keys into state-tree leaf changes and applies them in one
- * chain__smt_update; the new tree nodes collect in a map that the commit
- * writes in the same WriteBatch as the block. Once sealed, an exec takes no
+ * chain__smt_update; the new tree pages collect in a map that the commit
+ * hands to the store, which writes them at its next flush (store.c). A
+ * stale exec (another block committed since begin) does not seal: pages of
+ * a superseded root may never be written. Once sealed, an exec takes no
  * more txs. A block executed inside a run of synced blocks (on a base,
  * run.c) leaves its state root to the run, which computes it once.
  *

@@ -11,7 +11,8 @@
  * and checks every header but its state root as it goes; the write then
  * updates the tree once with the run's merged changes and checks the root
  * against the last block's header before writing the blocks, their tx
- * index, the state and the new pages in one WriteBatch.
+ * index and the state in one WriteBatch (the new pages go to the store,
+ * which writes them at its next flush).
  *
  * One update gives the same root as one per block: the tree is a function
  * of its set of leaves (smt.c), and the merged changes are that set's

@@ -35,7 +35,10 @@
  * lengthens WAL replay on open, so the default 64 MiB stays.) In front of
  * RocksDB, decoded tree pages go through a cache of their own (smt.c,
  * PAGE_CACHE_SLOTS_LOG2). RocksDB is safe for concurrent readers, and the
- * cached tip fields change only in chain__store_commit.
+ * cached tip fields change only in chain__store_commit. Tree reads
+ * (proofs) belong on the thread that commits, as in the node: a flush drops
+ * the held pages of superseded roots, so a proof at such a root running on
+ * another thread could fail with CHAIN_EIO.
  */
 #include <assert.h>
 #include <pthread.h>
@@ -858,7 +861,7 @@ static int pending_take(chain_store *st, chain__map *nodes)
     pthread_rwlock_wrlock(&st->pending_lock);
     int rc = chain__map_merge(st->pending, nodes);
     pthread_rwlock_unlock(&st->pending_lock);
-    if (rc == CHAIN_OK) st->pending_bytes += bytes;
+    st->pending_bytes += bytes;   /* a failed merge may have moved some */
     return rc;
 }
 
