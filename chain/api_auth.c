@@ -130,7 +130,7 @@ int chain_api_verify_body(const chain_pubkey *pk, const chain_sig *sig, const ch
     int rc = chain_api_sighash_body(&h, method, target, time_s, body, body_len);
     if (rc != CHAIN_OK) return rc;
     if (!time_ok(time_s, now_s)) return CHAIN_ETIME;
-    return chain_verify(pk, sig, &h) == CHAIN_OK ? CHAIN_OK : CHAIN_ESIG;
+    return chain_verify_cached(pk, sig, &h) == CHAIN_OK ? CHAIN_OK : CHAIN_ESIG;
 }
 
 int chain_api_verify(const chain_pubkey *pk, const chain_sig *sig, const char *method,

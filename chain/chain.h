@@ -102,6 +102,10 @@ void chain_key_secret(const chain_key *key, uint8_t out[CHAIN_SECKEY_LEN]);
 int chain_sign(const chain_key *key, chain_sig *out, const chain_hash *msg) CHAIN_WUR;
 /* Returns 0 if sig is a valid BIP340 signature of msg by pk, else CHAIN_ESIG. */
 int chain_verify(const chain_pubkey *pk, const chain_sig *sig, const chain_hash *msg) CHAIN_WUR;
+/* The same answer, for keys that sign again and again (validators,
+ * gateways, endorsers): the parsed key is kept in a small per-thread
+ * cache. */
+int chain_verify_cached(const chain_pubkey *pk, const chain_sig *sig, const chain_hash *msg) CHAIN_WUR;
 
 /* Encrypted key store (scrypt N=2^15,r=8,p=1 + ChaCha20-Poly1305). The file
  * is written atomically with mode 0600. Load refuses a file that is not 0600

@@ -127,14 +127,46 @@ int chain_sign(const chain_key *key, chain_sig *out, const chain_hash *msg)
     return ok ? CHAIN_OK : CHAIN_ESIG;
 }
 
+static int verify_parsed(const secp256k1_xonly_pubkey *xpk, const chain_sig *sig, const chain_hash *msg)
+{
+    return secp256k1_schnorrsig_verify(secp256k1_context_static, sig->b, msg->b, CHAIN_HASH_LEN, xpk)
+               ? CHAIN_OK
+               : CHAIN_ESIG;
+}
+
 int chain_verify(const chain_pubkey *pk, const chain_sig *sig, const chain_hash *msg)
 {
     secp256k1_xonly_pubkey xpk;
     if (pk == NULL || sig == NULL || msg == NULL) return CHAIN_EINVAL;
     if (!secp256k1_xonly_pubkey_parse(secp256k1_context_static, &xpk, pk->b)) return CHAIN_ESIG;
-    if (!secp256k1_schnorrsig_verify(secp256k1_context_static, sig->b, msg->b, CHAIN_HASH_LEN, &xpk))
-        return CHAIN_ESIG;
-    return CHAIN_OK;
+    return verify_parsed(&xpk, sig, msg);
+}
+
+/* Parsing a key (a square root) is about a seventh of a verification, and
+ * institution keys sign over and over: every certificate, consensus vote
+ * and signed API request. Each thread keeps the last parsed key per slot
+ * (direct-mapped by the key's first byte, uniform for x coordinates); no
+ * lock, and a miss costs one parse as before. Only valid keys are kept. */
+#define PARSED_SLOTS 64u
+typedef struct {
+    chain_pubkey key;
+    int used;
+    secp256k1_xonly_pubkey xpk;
+} parsed_slot;
+static _Thread_local parsed_slot parsed[PARSED_SLOTS];
+
+int chain_verify_cached(const chain_pubkey *pk, const chain_sig *sig, const chain_hash *msg)
+{
+    if (pk == NULL || sig == NULL || msg == NULL) return CHAIN_EINVAL;
+    parsed_slot *s = &parsed[pk->b[0] % PARSED_SLOTS];
+    if (!s->used || memcmp(s->key.b, pk->b, CHAIN_KEY_LEN) != 0) {
+        secp256k1_xonly_pubkey xpk;
+        if (!secp256k1_xonly_pubkey_parse(secp256k1_context_static, &xpk, pk->b)) return CHAIN_ESIG;
+        s->key = *pk;
+        s->xpk = xpk;
+        s->used = 1;
+    }
+    return verify_parsed(&s->xpk, sig, msg);
 }
 
 void chain__sha256_tagged(chain_hash *out, const char *tag, const void *data, size_t len)

@@ -351,7 +351,7 @@ static int endorsed(chain_exec *ex, const chain_tx *t)
     for (uint32_t i = 0; i < b->n_endorsements; i++) {
         int idx = chain_genesis_validator_index(ex->g, &b->endorsements[i].signer);
         if (idx < 0) return CHAIN_EPERM;
-        if (chain_verify(&b->endorsements[i].signer, &b->endorsements[i].sig, &msg) != CHAIN_OK)
+        if (chain_verify_cached(&b->endorsements[i].signer, &b->endorsements[i].sig, &msg) != CHAIN_OK)
             return CHAIN_ESIG;
         if (seen & (1ull << idx)) continue;
         seen |= 1ull << idx;

@@ -124,7 +124,7 @@ static int verify(const cons_replica *r, const cons__msg *m)
         chain_commit_sighash(&h, r->g->chain_id, m->view, m->seq, &m->digest);
     else
         sighash(r, &h, m->type, m->sender, e->body.data, e->body.len);
-    return chain_verify(&r->g->institutions[m->sender].key, &sig, &h) == CHAIN_OK ? CONS_OK : CONS_ESIG;
+    return chain_verify_cached(&r->g->institutions[m->sender].key, &sig, &h) == CHAIN_OK ? CONS_OK : CONS_ESIG;
 }
 
 static int parse(const cons_replica *r, cons__msg *m, const uint8_t *buf, size_t len, int check_sig)

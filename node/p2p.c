@@ -328,7 +328,7 @@ static const char *hello_check(node__p2p_conn *c, const node_p2p_hello *h, int *
     if (exporter(c, ex) != 0) return "no TLS exporter";
     chain_hash m;
     node__p2p_hello_sighash(&m, p->g->chain_id, ex, !c->dialer);   /* the peer's side */
-    if (chain_verify(&h->key, &h->sig, &m) != 0) return "Hello signature does not match this session";
+    if (chain_verify_cached(&h->key, &h->sig, &m) != 0) return "Hello signature does not match this session";
     return NULL;
 }
 

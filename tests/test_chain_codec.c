@@ -357,6 +357,51 @@ START_TEST(test_sign_verify_and_forgeries)
 }
 END_TEST
 
+/* The cached verification answers as chain_verify does, on a hit, after a
+ * refused key, and when two keys share a cache slot. */
+START_TEST(test_verify_cached_same_answers)
+{
+    enum { N = 65 };   /* more keys than slots: two share one */
+    chain_hash msg, other;
+    chain_sha256(&msg, "m", 1);
+    chain_sha256(&other, "n", 1);
+    chain_pubkey pk[N], junk;
+    chain_sig sig[N];
+    memset(junk.b, 0xff, 32);
+    int a = -1, b = -1;
+    for (int i = 0; i < N; i++) {
+        chain_key *k = key_n((unsigned)i);
+        chain_key_pubkey(k, &pk[i]);
+        ck_assert_int_eq(chain_sign(k, &sig[i], &msg), 0);
+        chain_key_destroy(k);
+        for (int j = 0; j < i && a < 0; j++)
+            if (pk[j].b[0] % 64 == pk[i].b[0] % 64) a = j, b = i;
+    }
+    ck_assert_int_ge(a, 0);
+    for (int round = 0; round < 2; round++) {   /* a miss, then a hit */
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(chain_verify_cached(&pk[i], &sig[i], &msg), 0);
+            ck_assert_int_eq(chain_verify_cached(&pk[i], &sig[i], &other), CHAIN_ESIG);
+            ck_assert_int_eq(chain_verify_cached(&pk[i], &sig[(i + 1) % N], &msg), CHAIN_ESIG);
+        }
+    }
+    /* One slot, two keys in turn: each answer is its own key's. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(chain_verify_cached(&pk[a], &sig[a], &msg), 0);
+        ck_assert_int_eq(chain_verify_cached(&pk[b], &sig[a], &msg), CHAIN_ESIG);
+        ck_assert_int_eq(chain_verify_cached(&pk[b], &sig[b], &msg), 0);
+        ck_assert_int_eq(chain_verify_cached(&pk[a], &sig[b], &msg), CHAIN_ESIG);
+    }
+    /* A key that does not parse is refused and leaves the cache as it was. */
+    junk.b[0] = pk[a].b[0];
+    ck_assert_int_eq(chain_verify_cached(&pk[a], &sig[a], &msg), 0);
+    ck_assert_int_eq(chain_verify_cached(&junk, &sig[a], &msg), CHAIN_ESIG);
+    ck_assert_int_eq(chain_verify_cached(&pk[a], &sig[a], &msg), 0);
+    ck_assert_int_eq(chain_verify_cached(NULL, &sig[a], &msg), CHAIN_EINVAL);
+    ck_assert_int_eq(chain_verify_cached(&pk[a], NULL, &msg), CHAIN_EINVAL);
+}
+END_TEST
+
 /* ------------------------------------------------------------ codes */
 
 START_TEST(test_scope_codes)
@@ -1827,6 +1872,7 @@ static Suite *codec_suite(void)
     tcase_add_test(t, test_key_invalid_secrets_refused);
     tcase_add_test(t, test_key_fresh_keys_differ);
     tcase_add_test(t, test_sign_verify_and_forgeries);
+    tcase_add_test(t, test_verify_cached_same_answers);
     tcase_add_test(t, test_scope_codes);
     tcase_add_test(t, test_purpose_codes);
     suite_add_tcase(s, t);
