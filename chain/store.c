@@ -841,7 +841,7 @@ static int tree_flush(rocksdb_writebatch_t *wb, chain_store *st, const chain_has
     page_list l = {NULL, 0, 0};
     int rc = reachable(st, &l, root, 0);
     if (rc == CHAIN_OK) {
-        qsort(l.v, l.n, sizeof *l.v, entry_cmp);
+        if (l.n > 1) qsort(l.v, l.n, sizeof *l.v, entry_cmp);
         for (size_t i = 0; i < l.n; i++) batch_add_entry(wb, st, &l.v[i], 1);
         for (unsigned i = 0; i < st->n_dirty; i++) {
             uint8_t k[DIRTY_KEY_LEN];

@@ -676,9 +676,8 @@ size_t node_on_blocks(node *n, const uint8_t *const *blocks, const size_t *lens,
                      chain_strerror(rc));
             break;
         }
-        size_t txs;
-        (void)chain_blocks_check_unwritten(ck, &txs);
-        if (txs < NODE_SYNC_WRITE_TXS && i + 1 < run) continue;
+        size_t txs, held = chain_blocks_check_unwritten(ck, &txs);
+        if (txs < NODE_SYNC_WRITE_TXS && held < NODE_SYNC_WRITE_BLOCKS && i + 1 < run) continue;
         write_failed = write_synced(n, ck, bs, &applied, i + 1, t0) != 0;
         if (write_failed) break;
         t0 = mono_s();

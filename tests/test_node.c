@@ -1012,6 +1012,28 @@ START_TEST(synced_run_reaches_the_replica_once) {
 }
 END_TEST
 
+/* A response longer than NODE_SYNC_WRITE_BLOCKS is written in parts, the
+ * blocks after a write executed on top of it: every block applies, and
+ * the node's tip and counters are those of the whole response. */
+START_TEST(synced_response_written_in_parts) {
+    enum { N = NODE_SYNC_WRITE_BLOCKS + 40 };
+    uint8_t **enc = calloc(N, sizeof *enc);
+    size_t *lens = calloc(N, sizeof *lens);
+    ck_assert(enc != NULL && lens != NULL);
+    certified_blocks(enc, lens, N);
+    nfx_create(&F.nf);
+    node *n = F.nf.n;
+    uint64_t synced = node__get_metrics(n)->blocks_synced;
+    ck_assert_uint_eq(node_on_blocks(n, (const uint8_t *const *)enc, lens, N), N);
+    ck_assert_uint_eq(chain_store_height(node_store(n)), N);
+    ck_assert_uint_eq(node__get_metrics(n)->blocks_synced, synced + N);
+    for (size_t i = 0; i < N; i++) free(enc[i]);
+    free(enc);
+    free(lens);
+    stop_driven();
+}
+END_TEST
+
 /* What node_on_peer hands over: copies of the txs, and a refusal after
  * `room` of them. */
 static struct {
@@ -1332,6 +1354,7 @@ static Suite *node_suite(void) {
     suite_add_tcase(s, live);
     add_case(s, "pending", setup_slow, 120, pending_nonces_and_duplicates);
     add_case(s, "sync", setup_unstarted, 60, synced_run_reaches_the_replica_once);
+    add_case(s, "sync", setup_unstarted, 60, synced_response_written_in_parts);
     add_case(s, "peers", setup_two_validators, 60, mempool_handed_to_a_validator_whose_link_comes_up);
     add_case(s, "backup", setup_backup, 60, backup_rechecks_only_the_oldest);
     return s;
