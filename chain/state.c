@@ -1,14 +1,15 @@
 /* state.c — the shape of the ledger state: keys, records and the overlay map.
  *
  * Every state value lives in the store's "state" column family under a
- * one-letter prefix:
+ * one-letter prefix (tree pages in "tree"):
  *   "P" patient grantee   -> GrantList (the pair's grants, oldest first)
  *   "G" grant_id          -> patient grantee (64 bytes: where the grant lives)
  *   "N" signer            -> last committed nonce, u64 big-endian
  *   "U" patient           -> guardian key (32 bytes)
  *   "I" key               -> InstitutionRecord
  *   "A" patient grant txid-> AccessSummary (audit trail, not authenticated)
- *   "T" node hash         -> state-tree node (chain/smt.c encoding)
+ *   "Q" page hash         -> state-tree page (chain/smt.c encoding), in the
+ *                            store's "tree" column family
  * The authenticated part (P, N, U, I) is mirrored in the sparse Merkle tree:
  * leaf key = SHA-256(tag || key suffix) with tag "pair", "nonce", "guardian"
  * or "inst", leaf value = SHA-256(stored value bytes). So a client holding a

@@ -3,7 +3,10 @@
  * Column families (created when missing):
  *   blocks  : height (u64 BE)      -> encoded Block, certificate included
  *   txindex : tx hash              -> height (u64 BE) || index (u32 BE)
- *   state   : see state.c (grants, nonces, guardians, institutions, tree)
+ *   state   : see state.c (grants, nonces, guardians, institutions)
+ *   tree    : "Q" page hash      -> state-tree page (smt.c); apart from
+ *             state so that a check's point read probes files sized by
+ *             the grants alone, not by the far larger tree
  *   meta    : "c:tip"  -> height u64 BE | tip hash | state root | time_ms u64 BE
  *             "c:tree" -> the root whose pages are all written
  *             "c:dirty:" height u64 BE -> the state keys a commit changed
@@ -50,8 +53,8 @@
 #include "chain/chain.h"
 #include "chain/chain_internal.h"
 
-enum { CF_DEFAULT, CF_BLOCKS, CF_TXINDEX, CF_STATE, CF_META, CF_COUNT };
-static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "state", "meta"};
+enum { CF_DEFAULT, CF_BLOCKS, CF_TXINDEX, CF_STATE, CF_TREE, CF_META, CF_COUNT };
+static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "state", "tree", "meta"};
 
 #define META_TIP "c:tip"
 #define META_TREE "c:tree"
@@ -103,6 +106,7 @@ typedef struct {
 struct chain_store {
     rocksdb_t *db;
     rocksdb_options_t *opts;
+    rocksdb_options_t *tree_opts;   /* CF_TREE: opts without last-level filters */
     rocksdb_block_based_table_options_t *bbto;
     rocksdb_cache_t *cache;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
@@ -291,7 +295,7 @@ int chain__store_node_get(chain_store *st, const chain_hash *h, uint8_t **val, s
     if (rc != CHAIN_ENOTFOUND) return rc;
     uint8_t k[CHAIN__KEY_MAX];
     size_t kl = chain__key_node(k, h);
-    return cf_get(st, CF_STATE, val, len, k, kl);
+    return cf_get(st, CF_TREE, val, len, k, kl);
 }
 
 static int smt_get(void *arg, const chain_hash *key, uint8_t **val, size_t *val_len)
@@ -431,7 +435,7 @@ static void batch_add_entry(rocksdb_writebatch_t *wb, chain_store *st, const cha
         uint8_t k[CHAIN__KEY_MAX];
         assert(e->klen == CHAIN_HASH_LEN && e->val != NULL);
         size_t kl = chain__key_node(k, (const chain_hash *)e->key);
-        rocksdb_writebatch_put_cf(wb, st->cf[CF_STATE], (const char *)k, kl, (const char *)e->val,
+        rocksdb_writebatch_put_cf(wb, st->cf[CF_TREE], (const char *)k, kl, (const char *)e->val,
                                   e->vlen);
     } else if (e->val == NULL) {
         rocksdb_writebatch_delete_cf(wb, st->cf[CF_STATE], (const char *)e->key, e->klen);
@@ -572,6 +576,14 @@ static int options_setup(chain_store *st)
      * each against 58k/s at 17 us once they were compacted. The extra
      * compaction did not show in the network's CPU per tx. */
     rocksdb_options_set_level0_file_num_compaction_trigger(st->opts, 2);
+    /* Levels sized from the last one up, so a store has as few levels as
+     * its size needs: every level is one more filter probe per read. */
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(st->opts, 1);
+    /* Tree pages are read only by hashes found in their parents, so a read
+     * always finds its page: the last level, where most pages are, needs
+     * no filter (less memory, one probe fewer per read). */
+    st->tree_opts = rocksdb_options_create_copy(st->opts);
+    rocksdb_options_set_optimize_filters_for_hits(st->tree_opts, 1);
     st->ropts = rocksdb_readoptions_create();
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
@@ -615,7 +627,7 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
         return rc;
     }
     const rocksdb_options_t *cf_opts[CF_COUNT];
-    for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = st->opts;
+    for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = i == CF_TREE ? st->tree_opts : st->opts;
     char *err = NULL;
     st->db = rocksdb_open_column_families(st->opts, dir, CF_COUNT, cf_names, cf_opts, st->cf, &err);
     rc = rdb_err(err);
@@ -642,6 +654,7 @@ void chain_store_close(chain_store *st)
     if (st->wsync != NULL) rocksdb_writeoptions_destroy(st->wsync);
     if (st->wlazy != NULL) rocksdb_writeoptions_destroy(st->wlazy);
     if (st->opts != NULL) rocksdb_options_destroy(st->opts);
+    if (st->tree_opts != NULL) rocksdb_options_destroy(st->tree_opts);
     if (st->bbto != NULL) rocksdb_block_based_options_destroy(st->bbto);
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
     chain__smt_cache_destroy(st->pages);

@@ -1340,40 +1340,74 @@ START_TEST(test_run_deletes_as_blocks_do)
 }
 END_TEST
 
+/* A closed store opened with RocksDB directly, to look at or damage what
+ * it wrote. Column families in store.c's order. */
+enum { RAW_STATE = 3, RAW_TREE = 4, RAW_META = 5, RAW_CFS = 6 };
+typedef struct {
+    rocksdb_options_t *o;
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[RAW_CFS];
+} raw_store;
+
+static void raw_open(raw_store *r, const char *dir)
+{
+    const char *names[RAW_CFS] = {"default", "blocks", "txindex", "state", "tree", "meta"};
+    const rocksdb_options_t *cfo[RAW_CFS];
+    char *err = NULL;
+    r->o = rocksdb_options_create();
+    for (int i = 0; i < RAW_CFS; i++) cfo[i] = r->o;
+    r->db = rocksdb_open_column_families(r->o, dir, RAW_CFS, names, cfo, r->cf, &err);
+    ck_assert_ptr_null(err);
+}
+
+static void raw_close(raw_store *r)
+{
+    for (int i = 0; i < RAW_CFS; i++) rocksdb_column_family_handle_destroy(r->cf[i]);
+    rocksdb_close(r->db);
+    rocksdb_options_destroy(r->o);
+}
+
+/* Keys of column family cf, and how many of them start with `first`. */
+static size_t raw_count(raw_store *r, int cf, char first, size_t *with_first)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r->db, ro, r->cf[cf]);
+    size_t n = 0;
+    *with_first = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl = 0;
+        const char *k = rocksdb_iter_key(it, &kl);
+        n++;
+        *with_first += kl > 0 && k[0] == first;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return n;
+}
+
 /* Deletes the newest "c:dirty:" entry of a closed store, as a lost write
  * would: the keys it names then never reach the tree on reopening. */
 static void drop_newest_dirty(const char *dir)
 {
-    const char *names[5] = {"default", "blocks", "txindex", "state", "meta"};
-    rocksdb_options_t *o = rocksdb_options_create();
-    const rocksdb_options_t *cfo[5] = {o, o, o, o, o};
-    rocksdb_column_family_handle_t *cf[5];
-    char *err = NULL;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, 5, names, cfo, cf, &err);
-    ck_assert_ptr_null(err);
+    raw_store r;
+    raw_open(&r, dir);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, cf[4]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r.db, ro, r.cf[RAW_META]);
     rocksdb_iter_seek_for_prev(it, "c:dirty;", 8);
     ck_assert(rocksdb_iter_valid(it));
     size_t kl = 0;
+    char *err = NULL;
     const char *k = rocksdb_iter_key(it, &kl);
     ck_assert(kl == 16 && memcmp(k, "c:dirty:", 8) == 0);
     rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    rocksdb_delete_cf(db, wo, cf[4], k, kl, &err);
+    rocksdb_delete_cf(r.db, wo, r.cf[RAW_META], k, kl, &err);
     ck_assert_ptr_null(err);
     rocksdb_iter_destroy(it);
     rocksdb_writeoptions_destroy(wo);
     rocksdb_readoptions_destroy(ro);
-    for (int i = 0; i < 5; i++) rocksdb_column_family_handle_destroy(cf[i]);
-    rocksdb_close(db);
-    rocksdb_options_destroy(o);
+    raw_close(&r);
 }
 
-/* Tree pages wait in the store and are written at a flush, only those
- * under the flushed root; reopened between flushes, a store rebuilds the
- * tip's tree from the keys its commits changed, and its proofs and the
- * next blocks are those of a store that wrote every page at once. Losing
- * a commit's list of keys is found on reopening (CHAIN_EIO). */
 START_TEST(test_tree_pages_held_then_written)
 {
     enum { K = 10, PER = 12, FIRST = 20 };   /* ~250 leaves: three page levels */
@@ -1418,8 +1452,17 @@ START_TEST(test_tree_pages_held_then_written)
         ck_assert_uint_eq(pr.height, K);
         chain_check_proof_free(&pr);
     }
-    /* Two commits since the last flush; the newest's keys are lost. */
+    /* Pages went to the tree column family, and only pages did. */
     chain_store_close(a->st);
+    raw_store r;
+    size_t pages, in_state;
+    raw_open(&r, a->dir);
+    ck_assert_uint_gt(raw_count(&r, RAW_TREE, CHAIN__PFX_NODE, &pages), 0);
+    ck_assert_uint_eq(raw_count(&r, RAW_TREE, CHAIN__PFX_NODE, &pages), pages);
+    ck_assert_uint_gt(raw_count(&r, RAW_STATE, CHAIN__PFX_NODE, &in_state), 0);
+    ck_assert_uint_eq(in_state, 0);
+    raw_close(&r);
+    /* Two commits since the last flush; the newest's keys are lost. */
     drop_newest_dirty(a->dir);
     a->st = NULL;
     ck_assert_int_eq(chain_store_open(&a->st, a->dir, a->g), CHAIN_EIO);
