@@ -581,7 +581,7 @@ static int options_setup(chain_store *st)
      * this and the tree pages apart, the state family at 10M grants holds
      * one L0 file and two levels (two and three before), and session
      * checks measured 56-57k/s at 17.5-17.9 us of node CPU against
-     * 50-52k/s at 19-20 us. Four saturation runs alternated with the code
+     * 46-55k/s at 18-22 us. Four saturation runs alternated with the code
      * before: 88-103 against 90-99 us per tx, no difference beyond this
      * VM's drift. */
     rocksdb_options_set_level_compaction_dynamic_level_bytes(st->opts, 1);
