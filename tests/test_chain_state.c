@@ -1480,6 +1480,50 @@ START_TEST(test_tree_pages_held_then_written)
 }
 END_TEST
 
+/* A data folder from before the tree column family (its pages in
+ * "state") is refused rather than misread: here every page moves back to
+ * "state", and the reopened store cannot read its tip's tree. */
+START_TEST(test_pages_outside_tree_family_refused)
+{
+    fx *f = fx_open();
+    chain__store_set_tree_flush(f->st, 0, 1);   /* every commit writes its pages */
+    chain_block blk;
+    chain_block_init(&blk);
+    build_grants_block(f, &blk, 20, 6);
+    ck_assert_int_eq(chain_apply_committed(f->st, &blk), 0);
+    chain_store_close(f->st);
+    f->st = NULL;
+    raw_store r;
+    raw_open(&r, f->dir);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r.db, ro, r.cf[RAW_TREE]);
+    size_t moved = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it), moved++) {
+        size_t kl = 0, vl = 0;
+        const char *k = rocksdb_iter_key(it, &kl), *v = rocksdb_iter_value(it, &vl);
+        rocksdb_writebatch_put_cf(wb, r.cf[RAW_STATE], k, kl, v, vl);
+        rocksdb_writebatch_delete_cf(wb, r.cf[RAW_TREE], k, kl);
+    }
+    char *err = NULL;
+    rocksdb_write(r.db, wo, wb, &err);
+    ck_assert_ptr_null(err);
+    ck_assert_uint_gt(moved, 0);
+    rocksdb_iter_destroy(it);
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_readoptions_destroy(ro);
+    raw_close(&r);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    chain_pubkey pa = pub_n(f, 20), gw = pub_n(f, K_GW);
+    chain_check_proof pr;
+    ck_assert_int_eq(chain_check_prove(f->st, &pr, &pa, &gw), CHAIN_EIO);
+    chain_block_free(&blk);
+    fx_close(f);
+}
+END_TEST
+
 START_TEST(test_store_open_errors)
 {
     fx *f = fx_open();
@@ -1679,6 +1723,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_blocks_written_as_one_run);
     tcase_add_test(tc, test_run_deletes_as_blocks_do);
     tcase_add_test(tc, test_tree_pages_held_then_written);
+    tcase_add_test(tc, test_pages_outside_tree_family_refused);
     tcase_add_test(tc, test_store_open_errors);
     tcase_add_test(tc, test_store_block_cache_env);
     tcase_add_test(tc, test_overlay_map);
