@@ -332,6 +332,16 @@ void chain_store_state_root(const chain_store *st, chain_hash *out);
 /* Makes every earlier write durable (one sync of the write-ahead log): ends
  * a run of chain_apply_committed_unsynced. */
 int chain_store_sync(chain_store *st) CHAIN_WUR;
+/* RocksDB's background work and size, summed over the column families:
+ * for operators (node /metrics) and for the benchmark, which waits for the
+ * compactions of an offline fill to end before it measures reads. */
+typedef struct {
+    uint64_t compaction_pending_bytes;   /* RocksDB's estimate of bytes to rewrite */
+    uint64_t compactions_running;
+    uint64_t flushes_running;
+    uint64_t sst_bytes;                  /* live table files */
+} chain_store_stats;
+int chain_store_stats_get(chain_store *st, chain_store_stats *out) CHAIN_WUR;
 
 int chain_store_get_block(chain_store *st, uint64_t height, chain_block *out) CHAIN_WUR;
 int chain_store_get_block_raw(chain_store *st, uint64_t height, uint8_t **out, size_t *len_out) CHAIN_WUR;

@@ -1029,6 +1029,27 @@ int chain_store_sync(chain_store *st)
     return rdb_err(err);
 }
 
+/* A RocksDB integer property (0 when RocksDB does not know it). */
+static uint64_t prop(chain_store *st, int cf, const char *name)
+{
+    uint64_t v = 0;
+    int rc = cf < 0 ? rocksdb_property_int(st->db, name, &v) : rocksdb_property_int_cf(st->db, st->cf[cf], name, &v);
+    return rc == 0 ? v : 0;
+}
+
+int chain_store_stats_get(chain_store *st, chain_store_stats *out)
+{
+    if (st == NULL || out == NULL) return CHAIN_EINVAL;
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < CF_COUNT; i++) {
+        out->compaction_pending_bytes += prop(st, i, "rocksdb.estimate-pending-compaction-bytes");
+        out->sst_bytes += prop(st, i, "rocksdb.live-sst-files-size");
+    }
+    out->compactions_running = prop(st, -1, "rocksdb.num-running-compactions");
+    out->flushes_running = prop(st, -1, "rocksdb.num-running-flushes");
+    return CHAIN_OK;
+}
+
 /* ------------------------------------------------------------------ reads */
 
 int chain_store_get_block_raw(chain_store *st, uint64_t height, uint8_t **out, size_t *len_out)

@@ -25,6 +25,12 @@
  *   consent_view_changes_total          counter view changes seen by the replica
  *   consent_dropped_messages_total      counter consensus messages the replica refused
  *   consent_persists_total              counter replica state writes made before sending
+ *   consent_store_compaction_pending_bytes
+ *                                       gauge   RocksDB's estimate of bytes compactions
+ *                                               still have to rewrite (all column families)
+ *   consent_store_compactions_running   gauge   RocksDB compactions running now
+ *   consent_store_flushes_running       gauge   RocksDB memtable flushes running now
+ *   consent_store_sst_bytes             gauge   bytes in the store's live table files
  *   consent_p2p_validators_connected    gauge   authenticated validator links
  *   consent_p2p_full_nodes_connected    gauge   authenticated full-node links
  *   consent_p2p_connections_total{direction="in"|"out"}
@@ -205,6 +211,16 @@ char *node__metrics_render(const node *n, const node__metrics *m, size_t *len_ou
             st.dropped);
     counter(&b, "consent_persists_total", "Replica state persisted before sending.",
             m->persist_count);
+    chain_store_stats ss;
+    if (chain_store_stats_get(node_store(n), &ss) != 0) memset(&ss, 0, sizeof(ss));
+    gauge(&b, "consent_store_compaction_pending_bytes",
+          "RocksDB's estimate of the bytes its compactions still have to rewrite.",
+          ss.compaction_pending_bytes);
+    gauge(&b, "consent_store_compactions_running", "RocksDB compactions running now.",
+          ss.compactions_running);
+    gauge(&b, "consent_store_flushes_running", "RocksDB memtable flushes running now.",
+          ss.flushes_running);
+    gauge(&b, "consent_store_sst_bytes", "Bytes in the store's live table files.", ss.sst_bytes);
     render_p2p(&b, n);
     render_http(&b, m);
     render_apply(&b, m);

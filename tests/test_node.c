@@ -379,6 +379,8 @@ START_TEST(metrics_series_are_distinct_and_count_p2p) {
         "consent_p2p_gossip_duplicates_total", "consent_p2p_gossip_relayed_total",
         "consent_p2p_blocks_served_total", "consent_p2p_blocks_received_total",
         "consent_http_connections_refused_total", "consent_block_apply_seconds_count",
+        "consent_store_compaction_pending_bytes", "consent_store_compactions_running",
+        "consent_store_flushes_running", "consent_store_sst_bytes",
     };
     response r;
     request(&r, "GET", "/metrics", NULL, "", 0);
