@@ -550,6 +550,13 @@ static void table_setup(chain_store *st)
     rocksdb_block_based_options_set_data_block_index_type(st->bbto,
                                                           rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
     rocksdb_block_based_options_set_data_block_hash_ratio(st->bbto, 0.75);
+    /* 1 KiB data blocks: every read here is a point read by key (a grant
+     * list is ~100-200 bytes, a tree page ~100-500), so a 4 KiB block put
+     * three or more unrelated entries in the cache with each one wanted.
+     * The same 10M-grant store rewritten both ways (full compaction),
+     * alternated: session checks 62.5-65.3k/s against 58.0-62.3k, proof=1
+     * 28.9-30.2k against 25.0-29.9k, node peak RSS 740 against 971 MB. */
+    rocksdb_block_based_options_set_block_size(st->bbto, 1024);
 }
 
 static int options_setup(chain_store *st)
