@@ -342,6 +342,12 @@ typedef struct {
     uint64_t sst_bytes;                  /* live table files */
 } chain_store_stats;
 int chain_store_stats_get(chain_store *st, chain_store_stats *out) CHAIN_WUR;
+/* Rewrites every column family into its last level (a full RocksDB
+ * compaction): a point read then probes one level instead of one per
+ * level and L0 file. For operators after a bulk load or at a maintenance
+ * window, with the node stopped (RocksDB's lock on the folder refuses a
+ * second opener); minutes at 10M grants. */
+int chain_store_compact(chain_store *st) CHAIN_WUR;
 
 int chain_store_get_block(chain_store *st, uint64_t height, chain_block *out) CHAIN_WUR;
 int chain_store_get_block_raw(chain_store *st, uint64_t height, uint8_t **out, size_t *len_out) CHAIN_WUR;

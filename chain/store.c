@@ -1057,6 +1057,19 @@ int chain_store_stats_get(chain_store *st, chain_store_stats *out)
     return CHAIN_OK;
 }
 
+int chain_store_compact(chain_store *st)
+{
+    if (st == NULL) return CHAIN_EINVAL;
+    rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+    if (co == NULL) return CHAIN_ENOMEM;
+    /* RocksDB skips files already in the last level unless forced: those
+     * are most of a store, and a rewrite is what puts them in one run. */
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, 2 /* kForce */);
+    for (int i = 0; i < CF_COUNT; i++) rocksdb_compact_range_cf_opt(st->db, st->cf[i], co, NULL, 0, NULL, 0);
+    rocksdb_compactoptions_destroy(co);
+    return CHAIN_OK;
+}
+
 /* ------------------------------------------------------------------ reads */
 
 int chain_store_get_block_raw(chain_store *st, uint64_t height, uint8_t **out, size_t *len_out)

@@ -66,6 +66,9 @@ static const char USAGE[] =
     "  audit-export --data DIR [--since T]\n"
     "      the node's local audit log (who asked which check or listing, and the answer)\n"
     "      as JSON lines, from time T on; DIR is the node's data_dir\n"
+    "  compact --data DIR --genesis FILE\n"
+    "      rewrite a stopped node's store into one level per column family (after a bulk\n"
+    "      load or at a maintenance window: a read then probes one level, not several)\n"
     "\n"
     "  --node URL   node API (default $CONSENT_NODE or http://127.0.0.1:7700)\n"
     "  --key FILE   sign requests with this institution key (check, watch), e.g.\n"
@@ -587,6 +590,36 @@ static int cmd_audit_export(ctx *c)
     return 0;
 }
 
+/* A full compaction of a stopped node's store (chain_store_compact). */
+static int cmd_compact(ctx *c)
+{
+    chain_genesis *g = NULL;
+    chain_store *st = NULL;
+    chain_store_stats before, after;
+    int rc;
+    if (!opt(c, "data") || !opt(c, "genesis"))
+        return usage_error("compact needs --data DIR (the node's data_dir) and --genesis FILE");
+    if (load_genesis(c, &g))
+        return EXIT_ERR;
+    rc = chain_store_open(&st, opt(c, "data"), g);
+    if (rc == 0)
+        rc = chain_store_stats_get(st, &before);
+    if (rc == 0)
+        rc = chain_store_compact(st);
+    if (rc == 0)
+        rc = chain_store_stats_get(st, &after);
+    chain_store_close(st);
+    free(g);
+    if (rc) {
+        snprintf(c->err, sizeof c->err, "%.200s: %s (is the node still running?)", opt(c, "data"),
+                 chain_strerror(rc));
+        return fail(c->err);
+    }
+    printf("compacted: %.1f MB of table files, was %.1f MB\n", (double)after.sst_bytes / 1e6,
+           (double)before.sst_bytes / 1e6);
+    return 0;
+}
+
 typedef struct {
     const char *name;
     const char *options;   /* accepted options besides help and node */
@@ -606,6 +639,7 @@ static const command COMMANDS[] = {
     {"access-record", " key grant scope purpose request-hash passphrase-file wait timeout ", 1,
      cmd_access_record},
     {"audit-export", " data since ", 1, cmd_audit_export},
+    {"compact", " data genesis ", 1, cmd_compact},
 };
 
 static int options_allowed(const ctx *c, const command *cmd)
