@@ -67,6 +67,12 @@ if "$CTL" compact --data "$T/net/node$OTHER/data" --genesis "$T/net/genesis.json
 else
   grep -q "still running" "$T/compact.err" && pass || fail "compact of a running node: $(cat "$T/compact.err")"
 fi
+"$CTL" testnet --validators 1 --out "$T/other" --chain-id other-chain >/dev/null
+if "$CTL" compact --data "$T/net/node$P/data" --genesis "$T/other/genesis.json" 2>"$T/compact.err"; then
+  fail "compact opened a store under another genesis"
+else
+  grep -q "still running" "$T/compact.err" && fail "compact blamed a running node for a wrong genesis" || pass
+fi
 "$CTL" compact --data "$T/net/node$P/data" --genesis "$T/net/genesis.json" | grep -q "^compacted: " &&
   pass || fail "compact of the stopped primary's store failed"
 start_node "$P"

@@ -611,8 +611,9 @@ static int cmd_compact(ctx *c)
     chain_store_close(st);
     free(g);
     if (rc) {
-        snprintf(c->err, sizeof c->err, "%.200s: %s (is the node still running?)", opt(c, "data"),
-                 chain_strerror(rc));
+        /* RocksDB's lock on a running node's folder comes back as an I/O error. */
+        snprintf(c->err, sizeof c->err, "%.200s: %s%s", opt(c, "data"), chain_strerror(rc),
+                 rc == CHAIN_EIO ? " (is the node still running?)" : "");
         return fail(c->err);
     }
     printf("compacted: %.1f MB of table files, was %.1f MB\n", (double)after.sst_bytes / 1e6,
