@@ -1571,21 +1571,27 @@ START_TEST(test_store_open_errors)
 }
 END_TEST
 
-/* CONSENT_BLOCK_CACHE_MB: a valid size opens the store (and reopens it with
- * another size); malformed or out-of-range values fail with CHAIN_EINVAL and
- * leave the store untouched. */
+/* CONSENT_BLOCK_CACHE_MB and CONSENT_ROW_CACHE_MB: a valid size opens the
+ * store (and reopens it with another size); malformed or out-of-range
+ * values fail with CHAIN_EINVAL and leave the store untouched. */
+static void refuse_cache_env(fx *f, const char *name, const char *const *bad, size_t n)
+{
+    chain_store *st = NULL;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(setenv(name, bad[i], 1), 0);
+        ck_assert_msg(chain_store_open(&st, f->dir, f->g) == CHAIN_EINVAL, "%s accepted \"%s\"", name, bad[i]);
+        ck_assert_ptr_null(st);
+    }
+    ck_assert_int_eq(unsetenv(name), 0);
+}
+
 START_TEST(test_store_block_cache_env)
 {
     fx *f = fx_open();
     chain_store_close(f->st);
     f->st = NULL;
     static const char *const bad[] = {"", "abc", "12x", "-64", " 64", "7", "0", "1048577", "99999999"};
-    chain_store *st = NULL;
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_int_eq(setenv("CONSENT_BLOCK_CACHE_MB", bad[i], 1), 0);
-        ck_assert_msg(chain_store_open(&st, f->dir, f->g) == CHAIN_EINVAL, "accepted \"%s\"", bad[i]);
-        ck_assert_ptr_null(st);
-    }
+    refuse_cache_env(f, "CONSENT_BLOCK_CACHE_MB", bad, sizeof bad / sizeof bad[0]);
     ck_assert_int_eq(setenv("CONSENT_BLOCK_CACHE_MB", "8", 1), 0);
     ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
     ck_assert_uint_eq(chain_store_height(f->st), 0);
@@ -1593,6 +1599,15 @@ START_TEST(test_store_block_cache_env)
     ck_assert_int_eq(setenv("CONSENT_BLOCK_CACHE_MB", "1024", 1), 0);
     ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
     ck_assert_int_eq(unsetenv("CONSENT_BLOCK_CACHE_MB"), 0);
+    ck_assert_uint_eq(chain_store_height(f->st), 0);
+    chain_store_close(f->st);
+    f->st = NULL;
+    /* The row cache may be off (0) but not malformed or beyond the bound. */
+    static const char *const bad_row[] = {"", "x", "-1", "1048577", "12345678"};
+    refuse_cache_env(f, "CONSENT_ROW_CACHE_MB", bad_row, sizeof bad_row / sizeof bad_row[0]);
+    ck_assert_int_eq(setenv("CONSENT_ROW_CACHE_MB", "0", 1), 0);
+    ck_assert_int_eq(chain_store_open(&f->st, f->dir, f->g), 0);
+    ck_assert_int_eq(unsetenv("CONSENT_ROW_CACHE_MB"), 0);
     ck_assert_uint_eq(chain_store_height(f->st), 0);
     fx_close(f);
 }
