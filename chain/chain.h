@@ -549,10 +549,16 @@ int chain_api_session_key(uint8_t key[CHAIN_API_SESSION_KEY_LEN], const uint8_t 
                           const uint8_t sid[CHAIN_API_SESSION_ID_LEN]) CHAIN_WUR;
 int chain_api_mac(uint8_t mac[CHAIN_API_MAC_LEN], const uint8_t key[CHAIN_API_SESSION_KEY_LEN],
                   const char *method, const char *target, uint64_t time_s) CHAIN_WUR;
-/* 0 if mac is right (constant-time compare) and time_s within
- * CHAIN_API_SKEW_S of now_s; CHAIN_ETIME, CHAIN_ESIG or CHAIN_EINVAL. */
-int chain_api_mac_verify(const uint8_t key[CHAIN_API_SESSION_KEY_LEN], const uint8_t mac[CHAIN_API_MAC_LEN],
-                         const char *method, const char *target, uint64_t time_s, uint64_t now_s) CHAIN_WUR;
+/* A session key made ready once for checking many MACs (the node's side:
+ * keying HMAC costs more than a request's MAC). One user at a time. */
+typedef struct chain_api_mac_key chain_api_mac_key;
+int chain_api_mac_key_new(chain_api_mac_key **out, const uint8_t key[CHAIN_API_SESSION_KEY_LEN]) CHAIN_WUR;
+void chain_api_mac_key_free(chain_api_mac_key *k);   /* NULL is fine */
+/* 0 if mac is chain_api_mac's under k's key (constant-time compare) and
+ * time_s within CHAIN_API_SKEW_S of now_s; CHAIN_ETIME, CHAIN_ESIG or
+ * CHAIN_EINVAL. */
+int chain_api_mac_verify(chain_api_mac_key *k, const uint8_t mac[CHAIN_API_MAC_LEN], const char *method,
+                         const char *target, uint64_t time_s, uint64_t now_s) CHAIN_WUR;
 
 /* ------------------------------------------------------------------ execution */
 /* A block under construction or validation: an overlay of state changes on

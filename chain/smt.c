@@ -36,7 +36,7 @@
  * bits, each slot with changes is updated one page down, and only the
  * binary nodes above changed slots are rehashed. Decoded pages (with their
  * binary nodes) are kept in a cache by hash, so hot upper pages are neither
- * read nor rehashed. The recursion only reads pages that existed under the
+ * read nor rehashed; a read walks a cached page where it lies. The recursion only reads pages that existed under the
  * input root (new pages are returned up, never re-read), so its writes may
  * sit in an unread batch.
  *
@@ -269,6 +269,17 @@ int chain__smt_page_children(const uint8_t *buf, size_t len, chain_hash out[CHAI
 
 /* ------------------------------------------------------------------ cache */
 
+/* A read's walk toward key, one page at a time (see walk). */
+typedef struct {
+    const chain_hash *key;
+    chain_hash *sib;     /* siblings met, by depth; NULL: not wanted */
+    unsigned depth;      /* of the binary node the walk stands on */
+    int done;            /* the path ended: end is set */
+    smt_ref end;
+    chain_hash next;     /* else: the inner slot whose page comes next */
+} walk_state;
+
+
 #define CACHE_LOCKS 64u
 
 typedef struct {
@@ -313,17 +324,42 @@ static size_t cache_index(const chain__smt_cache *c, const chain_hash *h)
     return x & c->mask;
 }
 
+/* The slot holding h, with its lock taken (*mu, which the caller
+ * releases), or NULL on a miss (lock released). */
+static const cache_slot *cache_find(chain__smt_cache *c, const chain_hash *h, pthread_mutex_t **mu)
+{
+    size_t i = cache_index(c, h);
+    *mu = &c->locks[i % CACHE_LOCKS];
+    pthread_mutex_lock(*mu);
+    const cache_slot *s = &c->slots[i];
+    if (s->used && hash_eq(&s->key, h)) return s;
+    pthread_mutex_unlock(*mu);
+    return NULL;
+}
+
 static int cache_get(chain__smt_cache *c, const chain_hash *h, smt_page *out)
 {
-    if (c == NULL) return 0;
-    size_t i = cache_index(c, h);
-    pthread_mutex_t *mu = &c->locks[i % CACHE_LOCKS];
-    pthread_mutex_lock(mu);
-    const cache_slot *s = &c->slots[i];
-    int hit = s->used && hash_eq(&s->key, h);
-    if (hit) *out = s->page;
+    pthread_mutex_t *mu;
+    const cache_slot *s = c != NULL ? cache_find(c, h, &mu) : NULL;
+    if (s == NULL) return 0;
+    *out = s->page;
     pthread_mutex_unlock(mu);
-    return hit;
+    return 1;
+}
+
+static int page_walk(const smt_page *pg, walk_state *w);
+
+/* A read walks a cached page where it lies, under the slot's lock, rather
+ * than copying it out: a walk touches a few of the page's ~2 KiB (one
+ * binary level each: a kind, a hash and a sibling). */
+static int cache_walk(chain__smt_cache *c, const chain_hash *h, walk_state *w, int *rc)
+{
+    pthread_mutex_t *mu;
+    const cache_slot *s = c != NULL ? cache_find(c, h, &mu) : NULL;
+    if (s == NULL) return 0;
+    *rc = page_walk(&s->page, w);
+    pthread_mutex_unlock(mu);
+    return 1;
 }
 
 static void cache_put(chain__smt_cache *c, const chain_hash *h, const smt_page *pg)
@@ -341,14 +377,14 @@ static void cache_put(chain__smt_cache *c, const chain_hash *h, const smt_page *
 
 /* ------------------------------------------------------------------ storage */
 
-/* Reads the page of the node with this hash at depth. A page the tree
- * refers to but the store lacks is corruption (or an unknown root), so it
- * is CHAIN_EIO rather than CHAIN_ENOTFOUND, which means "key absent". */
-static int page_load(const chain__smt_backend *be, smt_page *pg, const chain_hash *hash,
+/* Reads the page of the node with this hash at depth from the store, and
+ * caches it. A page the tree refers to but the store lacks is corruption
+ * (or an unknown root), so it is CHAIN_EIO rather than CHAIN_ENOTFOUND,
+ * which means "key absent". */
+static int page_read(const chain__smt_backend *be, smt_page *pg, const chain_hash *hash,
                      unsigned depth)
 {
     assert(!hash_is_empty(hash));
-    if (cache_get(be->cache, hash, pg)) return CHAIN_OK;
     uint8_t *val = NULL;
     size_t len = 0;
     int rc = be->get(be->arg, hash, &val, &len);
@@ -358,6 +394,14 @@ static int page_load(const chain__smt_backend *be, smt_page *pg, const chain_has
     free(val);
     if (rc == CHAIN_OK) cache_put(be->cache, hash, pg);
     return rc;
+}
+
+/* The page, from the cache or the store. */
+static int page_load(const chain__smt_backend *be, smt_page *pg, const chain_hash *hash,
+                     unsigned depth)
+{
+    if (cache_get(be->cache, hash, pg)) return CHAIN_OK;
+    return page_read(be, pg, hash, depth);
 }
 
 /* Writes a page whose binary nodes are up to date, under its node's hash. */
@@ -485,36 +529,51 @@ int chain__smt_update(const chain__smt_backend *be, chain_hash *root_out, const 
 
 /* ------------------------------------------------------------------ reads */
 
+/* Steps through one page from its node while the path stays on inner
+ * nodes inside it. Every page below the root describes an inner node. */
+static int page_walk(const smt_page *pg, walk_state *w)
+{
+    if (w->depth > 0 && pg->kind[1] != NODE_INNER) return CHAIN_EIO;
+    unsigned i = 1;
+    while (i < PAGE_SLOTS && pg->kind[i] == NODE_INNER) {
+        unsigned bit = key_bit(w->key, w->depth);
+        if (w->sib != NULL) w->sib[w->depth] = pg->hash[2 * i + !bit];
+        i = 2 * i + bit;
+        w->depth++;
+    }
+    if (pg->kind[i] == NODE_INNER) {   /* an inner slot: continue in its page */
+        w->next = pg->hash[i];
+        return CHAIN_OK;
+    }
+    page_ref(pg, i, &w->end);
+    w->done = 1;
+    return CHAIN_OK;
+}
+
 /* Walks from root toward key until the path ends in an empty subtree or a
  * leaf, one binary level at a time through the pages. Siblings met on the
- * way are written root-first to sib (if not NULL); *depth_out gets the
- * depth where the walk ended. */
+ * way are written by depth to sib (if not NULL); *depth_out gets the depth
+ * where the walk ended. Cached pages are walked in place; a page read from
+ * the store is decoded into a buffer allocated on the first miss. */
 static int walk(const chain__smt_backend *be, smt_ref *end, unsigned *depth_out, chain_hash *sib,
                 const chain_hash *root, const chain_hash *key)
 {
     memset(end, 0, sizeof *end);
     *depth_out = 0;
     if (hash_is_empty(root)) return CHAIN_OK;
-    smt_page *pg = malloc(sizeof *pg);
-    if (pg == NULL) return CHAIN_ENOMEM;
-    int rc = page_load(be, pg, root, 0);
-    unsigned depth = 0, i = 1;
-    while (rc == CHAIN_OK && pg->kind[i] == NODE_INNER) {
-        if (i >= PAGE_SLOTS) {   /* an inner slot: continue in its page */
-            chain_hash next = pg->hash[i];
-            rc = page_load(be, pg, &next, depth);
-            if (rc == CHAIN_OK && pg->kind[1] != NODE_INNER) rc = CHAIN_EIO;
-            i = 1;
-            continue;
-        }
-        unsigned bit = key_bit(key, depth);
-        if (sib != NULL) sib[depth] = pg->hash[2 * i + !bit];
-        i = 2 * i + bit;
-        depth++;
+    walk_state w = {.key = key, .sib = sib, .next = *root};
+    smt_page *pg = NULL;
+    int rc = CHAIN_OK;
+    while (rc == CHAIN_OK && !w.done) {
+        chain_hash cur = w.next;
+        if (cache_walk(be->cache, &cur, &w, &rc)) continue;
+        if (pg == NULL && (pg = malloc(sizeof *pg)) == NULL) rc = CHAIN_ENOMEM;
+        if (rc == CHAIN_OK) rc = page_read(be, pg, &cur, w.depth);
+        if (rc == CHAIN_OK) rc = page_walk(pg, &w);
     }
     if (rc == CHAIN_OK) {
-        page_ref(pg, i, end);
-        *depth_out = depth;
+        *end = w.end;
+        *depth_out = w.depth;
     }
     free(pg);
     return rc;

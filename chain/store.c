@@ -102,21 +102,32 @@ static const char *const cf_names[CF_COUNT] = {"default", "blocks", "txindex", "
 #define TREE_DIRTY_MAX 256u
 #define PENDING_MAX ((size_t)1 << 24)
 
-/* Registry records by key, present or absent. Every grant's execution and
- * every gateway check reads the grantee's record, and a few hundred
- * institutions answer nearly all of them; from RocksDB each read is a
- * memtable search and filter and index lookups. A commit rewrites the slot
- * of every record its block changed, after the write; a reader fills a slot
- * only if no commit touched the cache since it began its read (inst_gen),
- * so a slot never holds a value older than the committed state. */
+/* Hot state values by key, present or absent: registry records and pair
+ * lists. Every grant's execution and every gateway check reads the
+ * grantee's record, and a few hundred institutions answer nearly all of
+ * them; a check also reads its (patient, grantee) pair list, and a gateway
+ * asks again and again about the patients it serves. From RocksDB each read
+ * is a memtable search and, per level that may hold the key, a row-cache
+ * lookup or a filter and index lookup, so the larger the state the more it
+ * costs: at 10M grants two levels hold pair lists against one at 1M, and
+ * the row cache's hash table lookups were 10% of a session check's CPU
+ * (5.6% at 1M). One lookup here costs the same at any size. Direct-mapped
+ * slots (the keys are curve points: any of their bytes spread well); the
+ * registry has its own, so pairs never push institutions out. A commit
+ * updates the slots that hold a key its block changed, after the write; a
+ * reader fills a slot only if no commit touched the cache since it began
+ * its read (val_gen), so a slot never holds a value older than the
+ * committed state. A value larger than a slot is simply not kept. */
 #define INST_CACHE_SLOTS 1024u
-#define INST_CACHE_VAL_MAX 512u   /* an encoded record is far smaller */
+#define PAIR_CACHE_SLOTS (1u << 17)   /* ~550 B each, touched as filled: <= 72 MiB */
+#define VAL_CACHE_MAX 480u            /* a registry record or a list of one or two grants */
+#define VAL_KEY_MAX (1 + 2 * CHAIN_KEY_LEN)
 typedef struct {
-    uint8_t key[1 + CHAIN_KEY_LEN];
-    uint8_t used, present;
+    uint8_t key[VAL_KEY_MAX];
+    uint8_t klen, used, present;
     uint16_t len;
-    uint8_t val[INST_CACHE_VAL_MAX];
-} inst_slot;
+    uint8_t val[VAL_CACHE_MAX];
+} val_slot;
 
 struct chain_store {
     rocksdb_t *db;
@@ -135,9 +146,10 @@ struct chain_store {
     chain_hash state_root;
     uint64_t tip_time_ms;
     chain__smt_cache *pages;
-    pthread_mutex_t inst_lock;
-    uint64_t inst_gen;   /* commits that changed the registry */
-    inst_slot *insts;    /* INST_CACHE_SLOTS */
+    pthread_mutex_t val_lock;
+    uint64_t val_gen;    /* commits that changed a cacheable value */
+    val_slot *insts;     /* INST_CACHE_SLOTS */
+    val_slot *pairs;     /* PAIR_CACHE_SLOTS */
     /* Tree pages of written blocks not yet in RocksDB (see "Tree pages"). */
     pthread_rwlock_t pending_lock;
     chain__map *pending;        /* page hash -> encoded page */
@@ -195,25 +207,37 @@ static int cf_get(chain_store *st, int cf, uint8_t **val, size_t *len, const voi
     return CHAIN_OK;
 }
 
-/* ------------------------------------------------------------------ registry cache */
+/* ------------------------------------------------------------------ value cache */
 
-static inst_slot *inst_slot_of(chain_store *st, const uint8_t *key, size_t klen)
+static val_slot *val_slot_of(chain_store *st, const uint8_t *key, size_t klen)
 {
-    if (klen != 1 + CHAIN_KEY_LEN || key[0] != CHAIN__PFX_INST) return NULL;
-    uint32_t x = 0;
-    memcpy(&x, key + 1, sizeof x);   /* keys are curve points: any bytes do */
-    return &st->insts[x % INST_CACHE_SLOTS];
+    uint32_t x = 0, y = 0;
+    if (klen == 1 + CHAIN_KEY_LEN && key[0] == CHAIN__PFX_INST) {
+        memcpy(&x, key + 1, sizeof x);
+        return &st->insts[x % INST_CACHE_SLOTS];
+    }
+    if (klen == 1 + 2 * CHAIN_KEY_LEN && key[0] == CHAIN__PFX_PAIR) {
+        memcpy(&x, key + 1, sizeof x);                   /* patient */
+        memcpy(&y, key + 1 + CHAIN_KEY_LEN, sizeof y);   /* grantee */
+        return &st->pairs[(x ^ y) % PAIR_CACHE_SLOTS];
+    }
+    return NULL;
 }
 
-/* Copies a cached record into buf (cap bytes) or a malloc'd *heap (when
+static int val_slot_holds(const val_slot *s, const uint8_t *key, size_t klen)
+{
+    return s->used && s->klen == klen && memcmp(s->key, key, klen) == 0;
+}
+
+/* Copies a cached value into buf (cap bytes) or a malloc'd *heap (when
  * heap != NULL). Returns 1 with *rc set on a hit, 0 on a miss (*gen gets
  * the generation to fill with). */
-static int inst_cache_get(chain_store *st, inst_slot *s, const uint8_t *key, uint8_t *buf,
-                          size_t cap, uint8_t **heap, size_t *len, int *rc, uint64_t *gen)
+static int val_cache_get(chain_store *st, val_slot *s, const uint8_t *key, size_t klen, uint8_t *buf,
+                         size_t cap, uint8_t **heap, size_t *len, int *rc, uint64_t *gen)
 {
-    pthread_mutex_lock(&st->inst_lock);
-    int hit = s->used && memcmp(s->key, key, sizeof s->key) == 0;
-    *gen = st->inst_gen;
+    pthread_mutex_lock(&st->val_lock);
+    int hit = val_slot_holds(s, key, klen);
+    *gen = st->val_gen;
     if (hit) {
         *len = s->len;
         *rc = CHAIN_OK;
@@ -223,64 +247,71 @@ static int inst_cache_get(chain_store *st, inst_slot *s, const uint8_t *key, uin
         else if (heap == NULL && s->len > cap) *rc = CHAIN_EBOUNDS;
         if (*rc == CHAIN_OK && dst != NULL) memcpy(dst, s->val, s->len);
     }
-    pthread_mutex_unlock(&st->inst_lock);
+    pthread_mutex_unlock(&st->val_lock);
     return hit;
 }
 
-/* Stores a record (val NULL: absent) unless a commit changed the registry
- * since generation gen (gen UINT64_MAX: a commit itself, always). */
-static void inst_cache_set(chain_store *st, inst_slot *s, const uint8_t *key, const uint8_t *val,
-                           size_t len, uint64_t gen)
+/* Sets a slot to key's value (val NULL: absent); under val_lock. */
+static void val_slot_set(val_slot *s, const uint8_t *key, size_t klen, const uint8_t *val, size_t len)
 {
-    pthread_mutex_lock(&st->inst_lock);
-    if (gen == UINT64_MAX) st->inst_gen++;
-    if (gen == UINT64_MAX || gen == st->inst_gen) {
-        memcpy(s->key, key, sizeof s->key);
-        s->present = val != NULL;
-        s->len = (uint16_t)(val != NULL ? len : 0);
-        s->used = len <= INST_CACHE_VAL_MAX;   /* a bigger one is just not kept */
-        if (s->used && val != NULL) memcpy(s->val, val, len);
-    }
-    pthread_mutex_unlock(&st->inst_lock);
+    memcpy(s->key, key, klen);
+    s->klen = (uint8_t)klen;
+    s->present = val != NULL;
+    s->len = (uint16_t)(val != NULL ? len : 0);
+    s->used = len <= VAL_CACHE_MAX;   /* a bigger one is just not kept */
+    if (s->used && val != NULL) memcpy(s->val, val, len);
 }
 
-/* After a commit: the registry records its block changed. */
-static void inst_cache_commit(chain_store *st, const chain__map *state)
+/* A reader's fill (val NULL: absent), unless a commit changed a cacheable
+ * value since generation gen. */
+static void val_cache_fill(chain_store *st, val_slot *s, const uint8_t *key, size_t klen, const uint8_t *val,
+                           size_t len, uint64_t gen)
+{
+    pthread_mutex_lock(&st->val_lock);
+    if (gen == st->val_gen) val_slot_set(s, key, klen, val, len);
+    pthread_mutex_unlock(&st->val_lock);
+}
+
+/* After a commit's write: the slots holding a value its block changed. */
+static void val_cache_commit(chain_store *st, const chain__map *state)
 {
     chain__map_entry e;
     size_t it = 0;
+    pthread_mutex_lock(&st->val_lock);
+    st->val_gen++;
     while (chain__map_next(state, &it, &e)) {
-        inst_slot *s = inst_slot_of(st, e.key, e.klen);
-        if (s != NULL) inst_cache_set(st, s, e.key, e.val, e.vlen, UINT64_MAX);
+        val_slot *s = val_slot_of(st, e.key, e.klen);
+        if (s != NULL && val_slot_holds(s, e.key, e.klen)) val_slot_set(s, e.key, e.klen, e.val, e.vlen);
     }
+    pthread_mutex_unlock(&st->val_lock);
 }
 
 int chain__store_get(chain_store *st, uint8_t **val, size_t *len, const uint8_t *key, size_t klen)
 {
     assert(st != NULL && key != NULL);
-    inst_slot *s = inst_slot_of(st, key, klen);
+    val_slot *s = val_slot_of(st, key, klen);
     uint64_t gen = 0;
     int rc;
-    if (s != NULL && inst_cache_get(st, s, key, NULL, 0, val, len, &rc, &gen)) return rc;
+    if (s != NULL && val_cache_get(st, s, key, klen, NULL, 0, val, len, &rc, &gen)) return rc;
     rc = cf_get(st, CF_STATE, val, len, key, klen);
     if (s != NULL && (rc == CHAIN_OK || rc == CHAIN_ENOTFOUND))
-        inst_cache_set(st, s, key, rc == CHAIN_OK ? *val : NULL, rc == CHAIN_OK ? *len : 0, gen);
+        val_cache_fill(st, s, key, klen, rc == CHAIN_OK ? *val : NULL, rc == CHAIN_OK ? *len : 0, gen);
     return rc;
 }
 
 int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, const uint8_t *key,
                       size_t klen)
 {
-    inst_slot *s = inst_slot_of(st, key, klen);
+    val_slot *s = val_slot_of(st, key, klen);
     uint64_t gen = 0;
     int hit_rc;
-    if (s != NULL && inst_cache_get(st, s, key, buf, cap, NULL, len, &hit_rc, &gen)) return hit_rc;
+    if (s != NULL && val_cache_get(st, s, key, klen, buf, cap, NULL, len, &hit_rc, &gen)) return hit_rc;
     char *err = NULL;
     rocksdb_pinnableslice_t *p =
         rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[CF_STATE], (const char *)key, klen, &err);
     if (err != NULL) return rdb_err(err);
     if (p == NULL) {
-        if (s != NULL) inst_cache_set(st, s, key, NULL, 0, gen);
+        if (s != NULL) val_cache_fill(st, s, key, klen, NULL, 0, gen);
         return CHAIN_ENOTFOUND;
     }
     size_t n = 0;
@@ -291,7 +322,7 @@ int chain__store_read(chain_store *st, uint8_t *buf, size_t cap, size_t *len, co
     else memcpy(buf, v, n);
     *len = n;
     if (s != NULL && (rc == CHAIN_OK || rc == CHAIN_ENOTFOUND))
-        inst_cache_set(st, s, key, rc == CHAIN_OK ? (const uint8_t *)v : NULL, n, gen);
+        val_cache_fill(st, s, key, klen, rc == CHAIN_OK ? (const uint8_t *)v : NULL, n, gen);
     rocksdb_pinnableslice_destroy(p);
     return rc;
 }
@@ -643,14 +674,16 @@ int chain_store_open(chain_store **out, const char *dir, const chain_genesis *g)
     *st->genesis = *g;
     st->pages = chain__smt_cache_create(PAGE_CACHE_SLOTS_LOG2);
     st->insts = calloc(INST_CACHE_SLOTS, sizeof *st->insts);
-    if (st->pages == NULL || st->insts == NULL) {
+    st->pairs = calloc(PAIR_CACHE_SLOTS, sizeof *st->pairs);   /* untouched slots cost no RSS */
+    if (st->pages == NULL || st->insts == NULL || st->pairs == NULL) {
         chain__smt_cache_destroy(st->pages);
         free(st->insts);
+        free(st->pairs);
         free(st->genesis);
         free(st);
         return CHAIN_ENOMEM;
     }
-    pthread_mutex_init(&st->inst_lock, NULL);
+    pthread_mutex_init(&st->val_lock, NULL);
     pthread_rwlock_init(&st->pending_lock, NULL);
     st->flush_bytes = TREE_FLUSH_BYTES;
     st->flush_commits = TREE_DIRTY_MAX;
@@ -693,10 +726,11 @@ void chain_store_close(chain_store *st)
     if (st->cache != NULL) rocksdb_cache_destroy(st->cache);
     if (st->row_cache != NULL) rocksdb_cache_destroy(st->row_cache);
     chain__smt_cache_destroy(st->pages);
-    pthread_mutex_destroy(&st->inst_lock);
+    pthread_mutex_destroy(&st->val_lock);
     pthread_rwlock_destroy(&st->pending_lock);
     chain__map_destroy(st->pending);
     free(st->insts);
+    free(st->pairs);
     free(st->genesis);
     free(st);
 }
@@ -1023,7 +1057,7 @@ int chain__store_commit(chain_store *st, const chain_block *const *blocks, size_
     rocksdb_writebatch_destroy(wb);
     rc = rdb_err(err);
     if (rc != CHAIN_OK) return rc;
-    inst_cache_commit(st, state);
+    val_cache_commit(st, state);
     if (flushed) {
         pending_clear(st);
         st->tree_root = b->hdr.state_root;

@@ -251,7 +251,7 @@ static const char *session_auth(node *n, caller *who, const node__http_req *req)
     int rc = node__session_find(node__get_sessions(n), sid, now, &ses);
     if (rc == CHAIN_ENOTFOUND) return "unknown session (open one with POST /v1/sessions)";
     if (rc) return "session expired (open a new one with POST /v1/sessions)";
-    rc = chain_api_mac_verify(ses->key, mac, http_method_str((enum http_method)req->method), req->target, t, now);
+    rc = chain_api_mac_verify(ses->mac, mac, http_method_str((enum http_method)req->method), req->target, t, now);
     if (rc == CHAIN_ETIME) return "X-Consent-Time is more than 300 s from the node's clock";
     if (rc) return "bad request MAC";
     who->key = ses->caller;

@@ -226,7 +226,7 @@ uint64_t node__audit_failures(const node__audit *a);
 typedef struct node__sessions node__sessions;
 typedef struct {
     chain_pubkey caller;
-    uint8_t key[CHAIN_API_SESSION_KEY_LEN];
+    chain_api_mac_key *mac;          /* the session key, keyed for HMAC */
     /* api.c's memo: tip height + 1 at which caller was found to be a
      * registered institution (state changes only with a block); 0: none. */
     uint64_t inst_at;
@@ -236,7 +236,8 @@ void node__sessions_destroy(node__sessions *t);   /* wipes the keys; NULL is fin
 /* A new session id (random, drawn by the caller) for caller, opened with
  * its ephemeral key client_pub, with this session key; its expiry into
  * *expires_s. NODE_EDUP if the id is taken or the caller has a live
- * session from the same client_pub (a replayed open). */
+ * session from the same client_pub (a replayed open); NODE_ENOMEM if the
+ * key's HMAC context cannot be made (nothing changes). */
 int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_LEN], uint64_t *expires_s,
                        const chain_pubkey *caller, const uint8_t client_pub[CHAIN_API_EPH_PUB_LEN],
                        const uint8_t key[CHAIN_API_SESSION_KEY_LEN], uint64_t now_s);

@@ -3,8 +3,9 @@
  * A session (README, "Sessions") maps a random 16-byte id to the caller key
  * that opened it with a signed POST /v1/sessions and the key both sides
  * derived (chain_api_session_key); requests then carry a MAC instead of a
- * BIP340 signature. The table is fixed: capacity slots allocated once, no
- * allocation afterwards. Every session lives the same time, so the oldest
+ * BIP340 signature. The table is fixed: capacity slots allocated once;
+ * opening a session allocates only its keyed HMAC context
+ * (chain_api_mac_key), so checking a request's MAC allocates nothing. Every session lives the same time, so the oldest
  * is the one that expires first. A caller holds at most per_caller
  * sessions: one more replaces its own oldest, so one caller cannot push
  * the others out; only when the table is full of distinct callers' sessions
@@ -13,8 +14,9 @@
  * the open: a replayed signed open (valid for the API's time window)
  * cannot churn the caller's own sessions out. Opening scans the table (rare, next to the BIP340 verification
  * it follows); lookup goes through a chained hash index over the id, which
- * is random, so its first bytes spread well. Session keys are wiped when a
- * slot is reused or the table freed, and never logged.
+ * is random, so its first bytes spread well. Session keys are wiped (their
+ * contexts freed) when a slot is reused or the table freed, and never
+ * logged.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -67,6 +69,7 @@ int node__sessions_create(node__sessions **out, uint32_t cap, uint32_t per_calle
 
 void node__sessions_destroy(node__sessions *t) {
     if (!t) return;
+    for (uint32_t i = 0; t->slots && i < t->cap; i++) chain_api_mac_key_free(t->slots[i].s.mac);
     if (t->slots) OPENSSL_cleanse(t->slots, t->cap * sizeof *t->slots);
     free(t->slots);
     free(t->buckets);
@@ -80,6 +83,7 @@ static void unlink_slot(node__sessions *t, int32_t i) {
         p = &t->slots[*p].hnext;
     }
     *p = t->slots[i].hnext;
+    chain_api_mac_key_free(t->slots[i].s.mac);
     OPENSSL_cleanse(&t->slots[i], sizeof t->slots[i]);
 }
 
@@ -118,11 +122,13 @@ int node__session_open(node__sessions *t, const uint8_t id[CHAIN_API_SESSION_ID_
     if (find(t, id) >= 0) return NODE_EDUP;
     int32_t i = pick_slot(t, caller, client_pub);
     if (i < 0) return NODE_EDUP;
+    chain_api_mac_key *mac = NULL;
+    if (chain_api_mac_key_new(&mac, key) != CHAIN_OK) return NODE_ENOMEM;
     if (t->slots[i].used) unlink_slot(t, i);
     slot *s = &t->slots[i];
     memcpy(s->id, id, CHAIN_API_SESSION_ID_LEN);
     memcpy(s->client_pub, client_pub, CHAIN_API_EPH_PUB_LEN);
-    memcpy(s->s.key, key, CHAIN_API_SESSION_KEY_LEN);
+    s->s.mac = mac;
     s->s.caller = *caller;
     s->s.inst_at = 0;
     s->expires_s = now_s + t->ttl_s;

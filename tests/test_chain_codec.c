@@ -267,6 +267,18 @@ START_TEST(test_hex_round_trip_and_refusals)
     ck_assert_uint_eq(out[0], 0xee);   /* untouched on failure */
     chain_hex(hex, in, 0);
     ck_assert_str_eq(hex, "");
+    /* Every byte value, against printf's digits, and back. */
+    uint8_t all[256], back[256];
+    char all_hex[513], want[3];
+    for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
+    chain_hex(all_hex, all, 256);
+    ck_assert_uint_eq(strlen(all_hex), 512);
+    for (int i = 0; i < 256; i++) {
+        snprintf(want, sizeof want, "%02x", i);
+        ck_assert_mem_eq(all_hex + 2 * i, want, 2);
+    }
+    ck_assert_int_eq(chain_unhex(back, 256, all_hex), 0);
+    ck_assert_mem_eq(back, all, 256);
 }
 END_TEST
 

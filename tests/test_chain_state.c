@@ -189,21 +189,19 @@ START_TEST(test_grant_then_check_permits)
 }
 END_TEST
 
-/* The pair list and its state-tree proof verify against the committed root:
- * the basis of a verifiable permit or deny. */
-START_TEST(test_pair_list_proves_against_root)
+/* The pair list of (patient, grantee) as the store reads it proves against
+ * the committed root: whatever the store's value cache answers with is the
+ * committed value (or its absence). Returns 0 or CHAIN_ENOTFOUND. */
+static int expect_committed_pair(fx *f, unsigned patient, unsigned grantee)
 {
-    fx *f = fx_open();
-    chain_tx t;
-    grant_std(f, &t, 1, K_GW);
-    ck_assert_int_eq(submit(f, &t, 1), 0);
-    chain_pubkey p = pub_n(f, 1), g = pub_n(f, K_GW), g2 = pub_n(f, K_LAB);
+    chain_pubkey p = pub_n(f, patient), g = pub_n(f, grantee);
     uint8_t k[CHAIN__KEY_MAX], *v = NULL;
     size_t kl = chain__key_pair(k, &p, &g), vl = 0;
-    ck_assert_int_eq(chain__store_get(f->st, &v, &vl, k, kl), 0);
+    int rc = chain__store_get(f->st, &v, &vl, k, kl);
+    ck_assert(rc == CHAIN_OK || rc == CHAIN_ENOTFOUND);
     chain_hash leaf, val, root;
     ck_assert_int_eq(chain__state_leaf_key(&leaf, k, kl), 1);
-    chain__state_leaf_val(&val, v, vl);
+    if (rc == CHAIN_OK) chain__state_leaf_val(&val, v, vl);
     free(v);
     chain_store_state_root(f->st, &root);
     chain__smt_backend be;
@@ -211,13 +209,65 @@ START_TEST(test_pair_list_proves_against_root)
     chain__smt_proof *pr = malloc(sizeof *pr);
     ck_assert_ptr_nonnull(pr);
     ck_assert_int_eq(chain__smt_prove(&be, pr, &root, &leaf), 0);
-    ck_assert_int_eq(chain__smt_verify(&root, &leaf, &val, pr), 0);
-    /* Absence of a pair with no grant is provable too. */
-    kl = chain__key_pair(k, &p, &g2);
-    ck_assert_int_eq(chain__state_leaf_key(&leaf, k, kl), 1);
-    ck_assert_int_eq(chain__smt_prove(&be, pr, &root, &leaf), 0);
-    ck_assert_int_eq(chain__smt_verify(&root, &leaf, NULL, pr), 0);
+    ck_assert_int_eq(chain__smt_verify(&root, &leaf, rc == CHAIN_OK ? &val : NULL, pr), 0);
     free(pr);
+    return rc;
+}
+
+/* The pair list and its state-tree proof verify against the committed root:
+ * the basis of a verifiable permit or deny. Absence of a pair with no
+ * grant is provable too. */
+START_TEST(test_pair_list_proves_against_root)
+{
+    fx *f = fx_open();
+    chain_tx t;
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    ck_assert_int_eq(expect_committed_pair(f, 1, K_GW), 0);
+    ck_assert_int_eq(expect_committed_pair(f, 1, K_LAB), CHAIN_ENOTFOUND);
+    fx_close(f);
+}
+END_TEST
+
+/* Checks read pair lists and registry records through the store's value
+ * cache (store.c): every answer follows the commit before it, from an
+ * absent pair to a grant, a revoke, and lists that grow past what a slot
+ * keeps. */
+START_TEST(test_checks_follow_commits)
+{
+    static const char *scopes[] = {"Condition", "Encounter", "Immunization", "Procedure", "Specimen"};
+    fx *f = fx_open();
+    chain_tx t;
+    chain_hash id;
+    chain_check_result r = check(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "no grant from this patient to this grantee");
+    expect_committed_pair(f, 1, K_GW);
+    grant_std(f, &t, 1, K_GW);
+    ck_assert_int_eq(submit_id(f, &t, 1, &id), 0);
+    r = check(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+    expect_committed_pair(f, 1, K_GW);
+    revoke_tx(f, &t, &id);
+    ck_assert_int_eq(submit(f, &t, 1), 0);
+    r = check(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+    ck_assert_int_eq(r.decision, CHAIN_DENY);
+    ck_assert_str_eq(r.reason, "grant revoked");
+    expect_committed_pair(f, 1, K_GW);
+    for (size_t i = 0; i < sizeof scopes / sizeof scopes[0]; i++) {
+        r = check(f, 1, K_GW, scopes[i], "TREAT", now_s(f));   /* read (and kept) before the grant */
+        ck_assert_int_eq(r.decision, CHAIN_DENY);
+        uint64_t now = (f->time_ms + 1000) / 1000;
+        grant(f, &t, 1, K_GW, scopes[i], "TREAT", now - 10, now + 86400);
+        ck_assert_int_eq(submit(f, &t, 1), 0);
+        for (size_t j = 0; j <= i; j++) {
+            r = check(f, 1, K_GW, scopes[j], "TREAT", now_s(f));
+            ck_assert_int_eq(r.decision, CHAIN_PERMIT);
+        }
+        r = check(f, 1, K_GW, "Observation", "TREAT", now_s(f));
+        ck_assert_str_eq(r.reason, "grant revoked");
+        expect_committed_pair(f, 1, K_GW);
+    }
     fx_close(f);
 }
 END_TEST
@@ -1733,6 +1783,7 @@ static Suite *state_suite(void)
     tcase_add_test(tc, test_pair_list_proves_against_root);
     tcase_add_test(tc, test_every_deny_reason);
     tcase_add_test(tc, test_revoke_rules);
+    tcase_add_test(tc, test_checks_follow_commits);
     tcase_add_test(tc, test_guardian_set_and_remove);
     tcase_add_test(tc, test_replayed_nonce_refused);
     tcase_add_test(tc, test_grant_rules);
