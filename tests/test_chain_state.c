@@ -235,7 +235,7 @@ END_TEST
  * keeps. */
 START_TEST(test_checks_follow_commits)
 {
-    static const char *scopes[] = {"Condition", "Encounter", "Immunization", "Procedure", "Specimen"};
+    static const char *scopes[] = {"Condition", "Encounter", "Immunization", "Procedure", "Specimen", "Goal", "Media", "Patient"};
     fx *f = fx_open();
     chain_tx t;
     chain_hash id;
