@@ -36,9 +36,10 @@
  * bits, each slot with changes is updated one page down, and only the
  * binary nodes above changed slots are rehashed. Decoded pages (with their
  * binary nodes) are kept in a cache by hash, so hot upper pages are neither
- * read nor rehashed; a read walks a cached page where it lies. The recursion only reads pages that existed under the
- * input root (new pages are returned up, never re-read), so its writes may
- * sit in an unread batch.
+ * read nor rehashed; a read walks a cached page where it lies. The
+ * recursion only reads pages that existed under the input root (new
+ * pages are returned up, never re-read), so its writes may sit in an
+ * unread batch.
  *
  * Proof codec (all integers big-endian):
  *   flags u8 (bit 0 = has_other, other bits zero) | n_siblings u16 (<= 256)
@@ -278,7 +279,6 @@ typedef struct {
     smt_ref end;
     chain_hash next;     /* else: the inner slot whose page comes next */
 } walk_state;
-
 
 #define CACHE_LOCKS 64u
 
@@ -617,7 +617,6 @@ int chain__smt_prove(const chain__smt_backend *be, chain__smt_proof *out, const 
     free(sib);
     return rc;
 }
-
 
 /* 1 if x and y agree on their first nbits bits. */
 static int prefix_eq(const chain_hash *x, const chain_hash *y, unsigned nbits)
